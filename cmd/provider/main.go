@@ -1,0 +1,196 @@
+// Command provider is the Azure Key Vault provider for the Secrets Store CSI Driver: a gRPC server
+// on a unix socket that the driver calls to mount secrets, keys and certificates.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
+	"k8s.io/klog/v2"
+
+	"github.com/akv-csi/provider/pkg/auth"
+	"github.com/akv-csi/provider/pkg/config"
+	"github.com/akv-csi/provider/pkg/keyvault"
+	"github.com/akv-csi/provider/pkg/metrics"
+	"github.com/akv-csi/provider/pkg/provider"
+	"github.com/akv-csi/provider/pkg/server"
+	"github.com/akv-csi/provider/pkg/version"
+)
+
+// Options are the daemon's flags.
+type Options struct {
+	Endpoint                       string
+	LogFormatJSON                  bool
+	Version                        bool
+	HealthzPort                    int
+	HealthzPath                    string
+	HealthzTimeout                 time.Duration
+	MetricsAddr                    string
+	ConstructPEMChain              bool
+	WriteCertAndKeyInSeparateFiles bool
+	CloudName                      string
+	Parallelism                    int
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		klog.ErrorS(err, "provider stopped")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func parseFlags(args []string, stderr io.Writer) (Options, error) {
+	fs := flag.NewFlagSet("provider", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	klog.InitFlags(fs)
+	var o Options
+	fs.StringVar(&o.Endpoint, "endpoint", "unix:///tmp/azure.sock", "gRPC endpoint the driver connects to (unix:///path or tcp://host:port)")
+	fs.BoolVar(&o.LogFormatJSON, "log-format-json", false, "write logs as JSON")
+	fs.BoolVar(&o.Version, "version", false, "print the build information as JSON and exit")
+	fs.IntVar(&o.HealthzPort, "healthz-port", 8989, "port of the /healthz endpoint")
+	fs.StringVar(&o.HealthzPath, "healthz-path", "/healthz", "path of the health endpoint")
+	fs.DurationVar(&o.HealthzTimeout, "healthz-timeout", 5*time.Second, "timeout of the gRPC health check behind /healthz")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8898", "address of the Prometheus /metrics endpoint (empty disables it)")
+	fs.BoolVar(&o.ConstructPEMChain, "construct-pem-chain", true, "order a certificate's PEM chain leaf, intermediates, root")
+	fs.BoolVar(&o.WriteCertAndKeyInSeparateFiles, "write-cert-and-key-in-separate-files", false,
+		"also write <file>.crt and <file>.key for a certificate's secret in PEM")
+	fs.StringVar(&o.CloudName, "cloud-name", config.AzurePublicCloud, "default cloud when a SecretProviderClass sets no cloudName")
+	fs.IntVar(&o.Parallelism, "parallel-fetches", 8, "Key Vault reads run at once within one mount")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var errs []error
+	if _, _, err := server.ParseEndpoint(o.Endpoint); err != nil {
+		errs = append(errs, err)
+	}
+	if o.HealthzPort < 0 || o.HealthzPort > 65535 {
+		errs = append(errs, fmt.Errorf("--healthz-port %d is not a port (0 disables /healthz)", o.HealthzPort))
+	}
+	if o.HealthzTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--healthz-timeout must be positive"))
+	}
+	if config.CanonicalCloudName(o.CloudName) == "" {
+		errs = append(errs, fmt.Errorf("--cloud-name %q is not a known cloud", o.CloudName))
+	}
+	o.CloudName = config.CanonicalCloudName(o.CloudName)
+	if o.Parallelism < 1 {
+		errs = append(errs, fmt.Errorf("--parallel-fetches must be at least 1"))
+	}
+	return o, errors.Join(errs...)
+}
+
+func run(args []string, stdout io.Writer) error {
+	o, err := parseFlags(args, os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if o.Version {
+		_, err := fmt.Fprintln(stdout, version.JSON())
+		return err
+	}
+	if o.LogFormatJSON {
+		klog.SetSlogLogger(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	}
+	klog.InfoS("starting Azure Key Vault provider", "version", version.BuildVersion, "commit", version.GitCommit,
+		"endpoint", o.Endpoint, "constructPEMChain", o.ConstructPEMChain, "writeCertAndKeyInSeparateFiles", o.WriteCertAndKeyInSeparateFiles)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	p := provider.New(provider.Options{
+		ConstructPEMChain:              o.ConstructPEMChain,
+		WriteCertAndKeyInSeparateFiles: o.WriteCertAndKeyInSeparateFiles,
+		Parallelism:                    o.Parallelism,
+		Auth:                           auth.Options{ApplicationID: "akv-csi-provider"},
+		KeyVault:                       keyvault.Options{ApplicationID: "akv-csi-provider"},
+	})
+	svc := server.NewService(p, config.Defaults{CloudName: o.CloudName}, func(c codes.Code, d time.Duration) {
+		m.ObserveMount(c.String(), d)
+	})
+
+	listener, err := server.Listen(o.Endpoint)
+	if err != nil {
+		return err
+	}
+	g := server.NewGRPC(svc)
+
+	var httpServers []*http.Server
+	var httpListeners []net.Listener
+	if o.HealthzPort > 0 {
+		srv, l, err := server.Healthz(net.JoinHostPort("", strconv.Itoa(o.HealthzPort)), o.HealthzPath, o.Endpoint, o.HealthzTimeout)
+		if err != nil {
+			_ = listener.Close()
+			return err
+		}
+		httpServers, httpListeners = append(httpServers, srv), append(httpListeners, l)
+	}
+	if o.MetricsAddr != "" {
+		l, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			_ = listener.Close()
+			for _, l := range httpListeners {
+				_ = l.Close()
+			}
+			return fmt.Errorf("metrics listen on %s: %w", o.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		httpServers = append(httpServers, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second})
+		httpListeners = append(httpListeners, l)
+	}
+
+	errc := make(chan error, 1+len(httpServers))
+	go func() { errc <- g.Server.Serve(listener) }()
+	for i := range httpServers {
+		go func() { errc <- server.Serve(httpServers[i], httpListeners[i]) }()
+	}
+	klog.InfoS("listening", "endpoint", o.Endpoint, "healthzPort", o.HealthzPort, "metricsAddr", o.MetricsAddr)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	select {
+	case s := <-sig:
+		klog.InfoS("stopping", "signal", s.String())
+		err = nil
+	case err = <-errc:
+	}
+	g.Health.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, srv := range httpServers {
+		_ = srv.Shutdown(ctx)
+	}
+	stopped := make(chan struct{})
+	go func() { g.Server.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		g.Server.Stop()
+	}
+	return err
+}

@@ -1,0 +1,243 @@
+// Package keyvault reads secrets, keys and certificates from one vault with the official Azure
+// SDK clients, and classifies their failures.
+package keyvault
+
+import (
+	"context"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+)
+
+// Secret is a secret version. A certificate's secret has CertificateBacked set.
+type Secret struct {
+	Version           string
+	Value             string
+	ContentType       string
+	CertificateBacked bool
+}
+
+// Key is the public part of a key version, as a JSON Web Key.
+type Key struct {
+	Version string
+	Kty     string
+	N, E    []byte // RSA
+	Crv     string // EC
+	X, Y    []byte // EC
+}
+
+// Certificate is the public certificate of a certificate version.
+type Certificate struct {
+	Version string
+	DER     []byte
+}
+
+// VersionInfo describes one version in a version list.
+type VersionInfo struct {
+	Version string
+	Created time.Time
+	Enabled bool
+}
+
+// Client reads one vault. Every error it returns is an *Error.
+type Client interface {
+	GetSecret(ctx context.Context, name, version string) (Secret, error)
+	GetKey(ctx context.Context, name, version string) (Key, error)
+	GetCertificate(ctx context.Context, name, version string) (Certificate, error)
+	SecretVersions(ctx context.Context, name string) ([]VersionInfo, error)
+	KeyVersions(ctx context.Context, name string) ([]VersionInfo, error)
+	CertificateVersions(ctx context.Context, name string) ([]VersionInfo, error)
+}
+
+// Options configure the SDK clients.
+type Options struct {
+	// ApplicationID is sent in the User-Agent (at most 24 characters, no spaces).
+	ApplicationID string
+	Retry         policy.RetryOptions
+	// Transport replaces the SDK's default HTTP client (which honours HTTPS_PROXY and SSL_CERT_FILE).
+	Transport policy.Transporter
+}
+
+// SDKClient implements Client with azsecrets, azkeys and azcertificates.
+type SDKClient struct {
+	secrets *azsecrets.Client
+	keys    *azkeys.Client
+	certs   *azcertificates.Client
+}
+
+// New creates the SDK clients for vaultURL. The credential's token cache and each client's
+// challenge state live as long as the returned client, so callers should keep it.
+func New(vaultURL string, cred azcore.TokenCredential, o Options) (*SDKClient, error) {
+	cred = markedCredential{cred}
+	core := azcore.ClientOptions{
+		Retry:     o.Retry,
+		Telemetry: policy.TelemetryOptions{ApplicationID: o.ApplicationID},
+		Transport: o.Transport,
+	}
+	s, err := azsecrets.NewClient(vaultURL, cred, &azsecrets.ClientOptions{ClientOptions: core})
+	if err != nil {
+		return nil, classify(err)
+	}
+	k, err := azkeys.NewClient(vaultURL, cred, &azkeys.ClientOptions{ClientOptions: core})
+	if err != nil {
+		return nil, classify(err)
+	}
+	c, err := azcertificates.NewClient(vaultURL, cred, &azcertificates.ClientOptions{ClientOptions: core})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &SDKClient{secrets: s, keys: k, certs: c}, nil
+}
+
+// GetSecret reads a secret version ("" = current).
+func (c *SDKClient) GetSecret(ctx context.Context, name, version string) (Secret, error) {
+	resp, err := c.secrets.GetSecret(ctx, name, version, nil)
+	if err != nil {
+		return Secret{}, classify(err)
+	}
+	s := Secret{
+		Value:             deref(resp.Value),
+		ContentType:       deref(resp.ContentType),
+		CertificateBacked: resp.KID != nil,
+	}
+	if resp.ID != nil {
+		s.Version = resp.ID.Version()
+	}
+	return s, nil
+}
+
+// GetKey reads a key version ("" = current).
+func (c *SDKClient) GetKey(ctx context.Context, name, version string) (Key, error) {
+	resp, err := c.keys.GetKey(ctx, name, version, nil)
+	if err != nil {
+		return Key{}, classify(err)
+	}
+	jwk := resp.Key
+	if jwk == nil {
+		return Key{}, &Error{Kind: KindInternal, Detail: "Key Vault returned a key without a JSON web key"}
+	}
+	k := Key{N: jwk.N, E: jwk.E, X: jwk.X, Y: jwk.Y}
+	if jwk.Kty != nil {
+		k.Kty = string(*jwk.Kty)
+	}
+	if jwk.Crv != nil {
+		k.Crv = string(*jwk.Crv)
+	}
+	if jwk.KID != nil {
+		k.Version = jwk.KID.Version()
+	}
+	return k, nil
+}
+
+// GetCertificate reads a certificate version ("" = current).
+func (c *SDKClient) GetCertificate(ctx context.Context, name, version string) (Certificate, error) {
+	resp, err := c.certs.GetCertificate(ctx, name, version, nil)
+	if err != nil {
+		return Certificate{}, classify(err)
+	}
+	cert := Certificate{DER: resp.CER}
+	if resp.ID != nil {
+		cert.Version = resp.ID.Version()
+	}
+	return cert, nil
+}
+
+// SecretVersions lists every version of a secret.
+func (c *SDKClient) SecretVersions(ctx context.Context, name string) ([]VersionInfo, error) {
+	var out []VersionInfo
+	pager := c.secrets.NewListSecretPropertiesVersionsPager(name, nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, classify(err)
+		}
+		for _, p := range page.Value {
+			if p == nil || p.ID == nil {
+				continue
+			}
+			v := VersionInfo{Version: p.ID.Version()}
+			if a := p.Attributes; a != nil {
+				v.Enabled, v.Created = derefBool(a.Enabled), derefTime(a.Created)
+			}
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// KeyVersions lists every version of a key.
+func (c *SDKClient) KeyVersions(ctx context.Context, name string) ([]VersionInfo, error) {
+	var out []VersionInfo
+	pager := c.keys.NewListKeyPropertiesVersionsPager(name, nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, classify(err)
+		}
+		for _, p := range page.Value {
+			if p == nil || p.KID == nil {
+				continue
+			}
+			v := VersionInfo{Version: p.KID.Version()}
+			if a := p.Attributes; a != nil {
+				v.Enabled, v.Created = derefBool(a.Enabled), derefTime(a.Created)
+			}
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// CertificateVersions lists every version of a certificate.
+func (c *SDKClient) CertificateVersions(ctx context.Context, name string) ([]VersionInfo, error) {
+	var out []VersionInfo
+	pager := c.certs.NewListCertificatePropertiesVersionsPager(name, nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, classify(err)
+		}
+		for _, p := range page.Value {
+			if p == nil || p.ID == nil {
+				continue
+			}
+			v := VersionInfo{Version: p.ID.Version()}
+			if a := p.Attributes; a != nil {
+				v.Enabled, v.Created = derefBool(a.Enabled), derefTime(a.Created)
+			}
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// markedCredential tags token failures so they are reported as identity problems.
+type markedCredential struct{ azcore.TokenCredential }
+
+func (m markedCredential) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tok, err := m.TokenCredential.GetToken(ctx, o)
+	if err != nil {
+		return tok, &tokenError{err}
+	}
+	return tok, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func derefBool(b *bool) bool { return b != nil && *b }
+
+func derefTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}

@@ -1,0 +1,213 @@
+package keyvault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// Kind classifies a failure by what the operator must do about it.
+type Kind int
+
+// Failure kinds. The server maps each to one gRPC code.
+const (
+	KindInternal         Kind = iota
+	KindUnauthenticated       // Entra ID refused the identity, or no token could be had
+	KindPermissionDenied      // Key Vault refused the identity (403)
+	KindNotFound              // the object or version does not exist (404)
+	KindUnavailable           // throttled (429), 5xx, or the network failed
+	KindDeadlineExceeded      // the driver's deadline passed
+	KindInvalidArgument       // the object cannot be served as asked (e.g. unsupported key type)
+)
+
+// Error is a classified failure with a one-line detail that never holds a secret.
+type Error struct {
+	Kind Kind
+	// Status is the HTTP status from Key Vault, Entra ID or the managed identity endpoint (0 if none).
+	Status int
+	// Code is the service's error code: Key Vault's error.code (with the inner code after a
+	// slash, e.g. "Forbidden/ForbiddenByRbac") or Entra ID's AADSTS number.
+	Code string
+	// Detail is one line saying what went wrong.
+	Detail string
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Detail }
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the kind of err, KindInternal when it has none.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindInternal
+}
+
+// AsError returns err's classification.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return classify(err)
+}
+
+// classify turns an SDK, identity or transport error into an *Error.
+func classify(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var kvErr *Error
+	if errors.As(err, &kvErr) {
+		return kvErr
+	}
+	var authErr *azidentity.AuthenticationFailedError
+	if errors.As(err, &authErr) {
+		return classifyAuth(authErr)
+	}
+	var tokenErr *tokenError
+	if errors.As(err, &tokenErr) {
+		kind := KindUnauthenticated
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			kind = KindDeadlineExceeded
+		}
+		return &Error{Kind: kind, Detail: "could not get a token: " + oneLine(tokenErr.err.Error()), Err: err}
+	}
+	var respErr *azcore.ResponseError
+	if errors.As(err, &respErr) {
+		return classifyKeyVault(respErr)
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Kind: KindDeadlineExceeded, Detail: "the request did not finish before the driver's deadline", Err: err}
+	case errors.Is(err, context.Canceled):
+		return &Error{Kind: KindDeadlineExceeded, Detail: "the driver cancelled the request", Err: err}
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return &Error{Kind: KindUnavailable, Detail: "network error: " + oneLine(err.Error()), Err: err}
+	}
+	return &Error{Kind: KindInternal, Detail: oneLine(err.Error()), Err: err}
+}
+
+// tokenError marks a failure to get a token, so that it is reported as an identity problem
+// even when azidentity gives it no type of its own (e.g. a credential that is unavailable).
+type tokenError struct{ err error }
+
+func (e *tokenError) Error() string { return e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
+
+func classifyKeyVault(e *azcore.ResponseError) *Error {
+	var body struct {
+		Error struct {
+			Code       string `json:"code"`
+			Message    string `json:"message"`
+			InnerError struct {
+				Code string `json:"code"`
+			} `json:"innererror"`
+		} `json:"error"`
+	}
+	if e.RawResponse != nil {
+		if payload, err := runtime.Payload(e.RawResponse); err == nil {
+			_ = json.Unmarshal(payload, &body) // best effort: the status alone still classifies
+		}
+	}
+	code := e.ErrorCode
+	if code == "" {
+		code = body.Error.Code
+	}
+	if inner := body.Error.InnerError.Code; inner != "" {
+		code += "/" + inner
+	}
+	detail := fmt.Sprintf("%d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if code != "" {
+		detail += " (" + code + ")"
+	}
+	if msg := firstLine(body.Error.Message); msg != "" && e.StatusCode != http.StatusForbidden {
+		detail += ": " + msg
+	}
+	return &Error{Kind: kindForStatus(e.StatusCode), Status: e.StatusCode, Code: code, Detail: detail, Err: e}
+}
+
+func kindForStatus(status int) Kind {
+	switch {
+	case status == http.StatusUnauthorized:
+		return KindUnauthenticated
+	case status == http.StatusForbidden:
+		return KindPermissionDenied
+	case status == http.StatusNotFound:
+		return KindNotFound
+	case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500:
+		return KindUnavailable
+	}
+	return KindInternal
+}
+
+var aadstsRE = regexp.MustCompile(`AADSTS(\d+)`)
+
+// classifyAuth reads Entra ID's or the managed identity endpoint's error body.
+func classifyAuth(e *azidentity.AuthenticationFailedError) *Error {
+	out := &Error{Kind: KindUnauthenticated, Err: e}
+	var body struct {
+		Error       any    `json:"error"`
+		Description string `json:"error_description"`
+		Codes       []int  `json:"error_codes"`
+	}
+	if e.RawResponse != nil {
+		out.Status = e.RawResponse.StatusCode
+		if out.Status == http.StatusTooManyRequests || out.Status >= 500 {
+			out.Kind = KindUnavailable
+		}
+		if payload, err := runtime.Payload(e.RawResponse); err == nil {
+			_ = json.Unmarshal(payload, &body) // best effort
+		}
+	}
+	desc := firstLine(body.Description)
+	if m := aadstsRE.FindStringSubmatch(desc); m != nil {
+		out.Code = m[1]
+	} else if len(body.Codes) > 0 {
+		out.Code = fmt.Sprint(body.Codes[0])
+	}
+	switch {
+	case desc != "":
+		out.Detail = desc
+	case out.Status != 0:
+		out.Detail = fmt.Sprintf("token request failed with %d %s", out.Status, http.StatusText(out.Status))
+		if s, ok := body.Error.(string); ok && s != "" {
+			out.Detail += " (" + s + ")"
+		}
+	default:
+		out.Detail = oneLine(e.Error())
+	}
+	return out
+}
+
+// firstLine keeps the first line of a service message: Entra ID appends trace and correlation
+// IDs after "\r\n", Key Vault appends caller details.
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+// oneLine flattens an SDK message and caps its length so no HTTP dump reaches an operator.
+func oneLine(s string) string {
+	s = firstLine(s)
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

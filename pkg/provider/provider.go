@@ -1,0 +1,276 @@
+// Package provider is the Mount pipeline: it resolves the cloud, finds or builds the credential
+// and Key Vault client of the mount's identity, reads every object in parallel, and renders the
+// files exactly as Azure's provider does. A mount is all or nothing.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"k8s.io/klog/v2"
+
+	"github.com/akv-csi/provider/pkg/auth"
+	"github.com/akv-csi/provider/pkg/cloud"
+	"github.com/akv-csi/provider/pkg/config"
+	"github.com/akv-csi/provider/pkg/keyvault"
+)
+
+// Options are the daemon-wide settings of the pipeline.
+type Options struct {
+	// ConstructPEMChain orders a certificate's PEM chain leaf → root (--construct-pem-chain).
+	ConstructPEMChain bool
+	// WriteCertAndKeyInSeparateFiles adds <file>.crt and <file>.key for a certificate's secret.
+	WriteCertAndKeyInSeparateFiles bool
+	// Parallelism bounds the concurrent Key Vault reads of one mount (default 8).
+	Parallelism int
+	Auth        auth.Options
+	KeyVault    keyvault.Options
+	Clients     ClientCacheOptions
+	// NewClient builds the Key Vault client of an identity for a vault (default: the Azure SDK
+	// clients). Tests of the pipeline alone replace it.
+	NewClient func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error)
+}
+
+// File is one file of a mount, relative to the target path.
+type File struct {
+	Path     string
+	Mode     fs.FileMode
+	Contents []byte
+}
+
+// ObjectVersion is the Key Vault version written for an object, as reported to the driver.
+type ObjectVersion struct {
+	ID      string
+	Version string
+}
+
+// Result is what a mount writes.
+type Result struct {
+	Files    []File
+	Versions []ObjectVersion
+}
+
+// Provider runs mounts. It is safe for concurrent use.
+type Provider struct {
+	opts    Options
+	clients *clientCache
+}
+
+// New returns a Provider.
+func New(o Options) *Provider {
+	if o.Parallelism <= 0 {
+		o.Parallelism = 8
+	}
+	p := &Provider{opts: o}
+	if p.opts.NewClient == nil {
+		p.opts.NewClient = func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error) {
+			return keyvault.New(vaultURL, cred, o.KeyVault)
+		}
+	}
+	p.clients = newClientCache(o.Clients)
+	return p
+}
+
+// Mount reads every object of cfg and returns the files to write, or an error naming every object
+// that failed (and then no files).
+func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, error) {
+	env, err := cloud.Resolve(cfg.CloudName, cfg.CloudEnvFile)
+	if err != nil {
+		return Result{}, &MountError{Config: cfg, Err: &keyvault.Error{Kind: keyvault.KindInvalidArgument, Detail: err.Error(), Err: err}}
+	}
+	client, err := p.clients.get(cfg, env, p.opts.Auth, p.opts.NewClient)
+	if err != nil {
+		return Result{}, &MountError{Config: cfg, Err: keyvault.AsError(err)}
+	}
+
+	results := make([]objectResult, len(cfg.Objects))
+	sem := make(chan struct{}, p.opts.Parallelism)
+	var wg sync.WaitGroup
+	for i, o := range cfg.Objects {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+				results[i] = p.fetchObject(ctx, client, o)
+			case <-ctx.Done():
+				results[i] = objectResult{err: keyvault.AsError(ctx.Err())}
+			}
+		}()
+	}
+	wg.Wait()
+
+	var res Result
+	var failures []ObjectError
+	for i, r := range results {
+		if r.err != nil {
+			failures = append(failures, ObjectError{Object: cfg.Objects[i], Err: keyvault.AsError(r.err)})
+			continue
+		}
+		res.Files = append(res.Files, r.files...)
+		res.Versions = append(res.Versions, r.versions...)
+	}
+	if len(failures) > 0 {
+		return Result{}, &MountError{Config: cfg, Objects: failures}
+	}
+	if err := checkUniquePaths(res.Files); err != nil {
+		return Result{}, &MountError{Config: cfg, Err: &keyvault.Error{Kind: keyvault.KindInvalidArgument, Detail: err.Error()}}
+	}
+	return res, nil
+}
+
+type objectResult struct {
+	files    []File
+	versions []ObjectVersion
+	err      error
+}
+
+// fetchObject reads one object: one version, or the newest History enabled versions.
+func (p *Provider) fetchObject(ctx context.Context, client keyvault.Client, o config.Object) objectResult {
+	if o.History == 0 {
+		files, version, err := p.fetchVersion(ctx, client, o, o.Version, o.FileName())
+		if err != nil {
+			return objectResult{err: err}
+		}
+		return objectResult{files: files, versions: []ObjectVersion{{ID: o.ID(), Version: version}}}
+	}
+
+	versions, err := p.historyVersions(ctx, client, o)
+	if err != nil {
+		return objectResult{err: err}
+	}
+	var out objectResult
+	for i, v := range versions {
+		files, version, err := p.fetchVersion(ctx, client, o, v, path.Join(o.FileName(), strconv.Itoa(i)))
+		if err != nil {
+			return objectResult{err: err}
+		}
+		out.files = append(out.files, files...)
+		out.versions = append(out.versions, ObjectVersion{ID: o.ID() + "/" + strconv.Itoa(i), Version: version})
+	}
+	return out
+}
+
+// historyVersions lists the enabled versions of o, newest first by created time, starting at the
+// pinned version if any, at most o.History of them.
+func (p *Provider) historyVersions(ctx context.Context, client keyvault.Client, o config.Object) ([]string, error) {
+	var list []keyvault.VersionInfo
+	var err error
+	switch o.Type {
+	case config.TypeSecret:
+		list, err = client.SecretVersions(ctx, o.Name)
+	case config.TypeKey:
+		list, err = client.KeyVersions(ctx, o.Name)
+	case config.TypeCert:
+		list, err = client.CertificateVersions(ctx, o.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	enabled := list[:0]
+	for _, v := range list {
+		if v.Enabled {
+			enabled = append(enabled, v)
+		}
+	}
+	sort.SliceStable(enabled, func(a, b int) bool { return enabled[a].Created.After(enabled[b].Created) })
+	start := 0
+	if o.Version != "" {
+		start = -1
+		for i, v := range enabled {
+			if strings.EqualFold(v.Version, o.Version) {
+				start = i
+				break
+			}
+		}
+		if start < 0 {
+			return nil, &keyvault.Error{Kind: keyvault.KindNotFound,
+				Detail: fmt.Sprintf("version %s is not among the %d enabled versions; check objectVersion or enable that version", o.Version, len(enabled))}
+		}
+	}
+	if len(enabled) == 0 {
+		return nil, &keyvault.Error{Kind: keyvault.KindNotFound, Detail: "the object has no enabled version; enable one or remove objectVersionHistory"}
+	}
+	enabled = enabled[start:]
+	if len(enabled) > o.History {
+		enabled = enabled[:o.History]
+	}
+	out := make([]string, len(enabled))
+	for i, v := range enabled {
+		out[i] = v.Version
+	}
+	return out, nil
+}
+
+// fetchVersion reads one version of o and renders its file(s) at filePath.
+func (p *Provider) fetchVersion(ctx context.Context, client keyvault.Client, o config.Object, version, filePath string) ([]File, string, error) {
+	klog.V(4).InfoS("reading object", "objectType", o.Type, "objectName", o.Name, "objectVersion", versionOrLatest(version))
+	switch o.Type {
+	case config.TypeSecret:
+		s, err := client.GetSecret(ctx, o.Name, version)
+		if err != nil {
+			return nil, "", err
+		}
+		f, err := formatSecret(s, o, p.opts.ConstructPEMChain)
+		if err != nil {
+			return nil, "", err
+		}
+		files := []File{{Path: filePath, Mode: o.Mode, Contents: f.contents}}
+		if p.opts.WriteCertAndKeyInSeparateFiles && f.splitable && o.Format == config.FormatPEM {
+			files = append(files,
+				File{Path: filePath + ".crt", Mode: o.Mode, Contents: f.certPEM},
+				File{Path: filePath + ".key", Mode: o.Mode, Contents: f.keyPEM})
+		}
+		return files, s.Version, nil
+	case config.TypeKey:
+		k, err := client.GetKey(ctx, o.Name, version)
+		if err != nil {
+			return nil, "", err
+		}
+		b, err := formatKey(k)
+		if err != nil {
+			return nil, "", err
+		}
+		return []File{{Path: filePath, Mode: o.Mode, Contents: b}}, k.Version, nil
+	case config.TypeCert:
+		c, err := client.GetCertificate(ctx, o.Name, version)
+		if err != nil {
+			return nil, "", err
+		}
+		b, err := formatCert(c)
+		if err != nil {
+			return nil, "", err
+		}
+		return []File{{Path: filePath, Mode: o.Mode, Contents: b}}, c.Version, nil
+	}
+	return nil, "", fmt.Errorf("unknown object type %q", o.Type)
+}
+
+func versionOrLatest(v string) string {
+	if v == "" {
+		return "latest"
+	}
+	return v
+}
+
+// checkUniquePaths catches collisions that only show after fetching (the optional .crt/.key files).
+func checkUniquePaths(files []File) error {
+	seen := make(map[string]bool, len(files))
+	var errs []error
+	for _, f := range files {
+		if seen[f.Path] {
+			errs = append(errs, fmt.Errorf("two objects would write %q: set a distinct objectAlias", f.Path))
+		}
+		seen[f.Path] = true
+	}
+	return errors.Join(errs...)
+}

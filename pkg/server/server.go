@@ -1,0 +1,131 @@
+// Package server is the gRPC face of the provider: the driver's CSIDriverProvider service and the
+// gRPC health service on a unix socket, the mapping of failures to gRPC codes, and /healthz.
+package server
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/akv-csi/provider/pkg/config"
+	"github.com/akv-csi/provider/pkg/keyvault"
+	"github.com/akv-csi/provider/pkg/provider"
+	"github.com/akv-csi/provider/pkg/version"
+)
+
+// RuntimeName is reported to the driver by Version.
+const RuntimeName = "akv-csi-provider"
+
+// Mounter runs a validated mount.
+type Mounter interface {
+	Mount(ctx context.Context, cfg config.MountConfig) (provider.Result, error)
+}
+
+// MountObserver records the outcome of each Mount call (metrics).
+type MountObserver func(code codes.Code, d time.Duration)
+
+// Service implements the driver's CSIDriverProvider service.
+type Service struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+	mounter  Mounter
+	defaults config.Defaults
+	observe  MountObserver
+}
+
+// NewService returns the CSIDriverProvider service. observe may be nil.
+func NewService(m Mounter, d config.Defaults, observe MountObserver) *Service {
+	if observe == nil {
+		observe = func(codes.Code, time.Duration) {}
+	}
+	return &Service{mounter: m, defaults: d, observe: observe}
+}
+
+// Version reports the provider API version and this build.
+func (s *Service) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
+	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: RuntimeName, RuntimeVersion: version.BuildVersion}, nil
+}
+
+// Mount validates the request, reads every object and returns the files, or one status that names
+// every failed object.
+func (s *Service) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	start := time.Now()
+	cfg, err := config.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission(), s.defaults)
+	if err != nil {
+		st := status.New(codes.InvalidArgument, "invalid SecretProviderClass parameters: "+flatten(err))
+		s.finish(cfg, st, start)
+		return nil, st.Err()
+	}
+	res, err := s.mounter.Mount(ctx, cfg)
+	if err != nil {
+		st := status.New(codeOf(err), err.Error())
+		s.finish(cfg, st, start)
+		return nil, st.Err()
+	}
+	resp := &v1alpha1.MountResponse{}
+	for _, f := range res.Files {
+		resp.Files = append(resp.Files, &v1alpha1.File{Path: f.Path, Mode: int32(f.Mode & fs.ModePerm), Contents: f.Contents})
+	}
+	for _, v := range res.Versions {
+		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: v.ID, Version: v.Version})
+	}
+	s.finish(cfg, status.New(codes.OK, ""), start)
+	return resp, nil
+}
+
+func (s *Service) finish(cfg config.MountConfig, st *status.Status, start time.Time) {
+	d := time.Since(start)
+	s.observe(st.Code(), d)
+	kv := []any{"pod", klog.KRef(cfg.Pod.Namespace, cfg.Pod.Name), "vault", cfg.VaultName, "identityMode", cfg.Identity.Mode.String(),
+		"clientID", cfg.Identity.ClientID, "tenantID", cfg.TenantID, "objects", len(cfg.Objects), "grpcCode", st.Code().String(), "duration", d}
+	if st.Code() != codes.OK {
+		klog.ErrorS(nil, "mount failed", append(kv, "error", st.Message())...)
+		return
+	}
+	klog.V(2).InfoS("mount succeeded", kv...)
+}
+
+// codeOf maps a failure kind to the gRPC code the driver sees.
+func codeOf(err error) codes.Code {
+	var me *provider.MountError
+	kind := keyvault.KindOf(err)
+	if errors.As(err, &me) {
+		kind = me.Kind()
+	}
+	switch kind {
+	case keyvault.KindInvalidArgument:
+		return codes.InvalidArgument
+	case keyvault.KindUnauthenticated:
+		return codes.Unauthenticated
+	case keyvault.KindPermissionDenied:
+		return codes.PermissionDenied
+	case keyvault.KindNotFound:
+		return codes.NotFound
+	case keyvault.KindUnavailable:
+		return codes.Unavailable
+	case keyvault.KindDeadlineExceeded:
+		return codes.DeadlineExceeded
+	}
+	return codes.Internal
+}
+
+// flatten joins the lines of an errors.Join into one line.
+func flatten(err error) string {
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		return err.Error()
+	}
+	var out string
+	for i, e := range joined.Unwrap() {
+		if i > 0 {
+			out += "; "
+		}
+		out += e.Error()
+	}
+	return out
+}
