@@ -1,0 +1,324 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// saToken is a well-formed (unsigned) service account token; config never verifies it.
+const saToken = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2lzc3VlciIsInN1YiI6InN5c3RlbTpzZXJ2aWNlYWNjb3VudDpkZWZhdWx0OmFwcCJ9.c2ln"
+
+func tokensJSON(audience, token string) string {
+	b, _ := json.Marshal(map[string]map[string]string{audience: {"token": token, "expirationTimestamp": "2030-01-01T00:00:00Z"}})
+	return string(b)
+}
+
+// attrs returns the attributes of a valid workload-identity mount of one secret, with overrides;
+// an override of "<delete>" removes the key.
+func attrs(overrides map[string]string) string {
+	a := map[string]string{
+		KeyVaultName:         "kv-demo",
+		TenantID:             "tenant-1",
+		ClientID:             "client-1",
+		ServiceAccountTokens: tokensJSON(WorkloadIdentityAudience, saToken),
+		PodName:              "app-0",
+		PodNamespace:         "default",
+		Objects:              objectsYAML("objectName: db-pass\nobjectType: secret"),
+	}
+	for k, v := range overrides {
+		if v == "<delete>" {
+			delete(a, k)
+		} else {
+			a[k] = v
+		}
+	}
+	b, _ := json.Marshal(a)
+	return string(b)
+}
+
+// objectsYAML writes the objects parameter the way SecretProviderClasses do.
+func objectsYAML(entries ...string) string {
+	var b strings.Builder
+	b.WriteString("array:\n")
+	for _, e := range entries {
+		b.WriteString("  - |\n")
+		for _, line := range strings.Split(e, "\n") {
+			b.WriteString("    " + line + "\n")
+		}
+	}
+	return b.String()
+}
+
+func TestParseValid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		attrs   string
+		secrets string
+		perm    string
+		d       Defaults
+		want    MountConfig
+	}{
+		{
+			name:  "workload identity with one secret",
+			attrs: attrs(nil),
+			perm:  "420",
+			want: MountConfig{
+				VaultName: "kv-demo", TenantID: "tenant-1", CloudName: AzurePublicCloud,
+				Identity: Identity{Mode: WorkloadIdentity, ClientID: "client-1", Token: saToken},
+				Pod:      Pod{Namespace: "default", Name: "app-0"},
+				Objects:  []Object{{Name: "db-pass", Type: TypeSecret, Format: FormatPEM, Encoding: EncodingUTF8, Mode: 0o644}},
+			},
+		},
+		{
+			name: "legacy tenantId, system-assigned managed identity, cloud from defaults, whitespace trimmed",
+			attrs: attrs(map[string]string{TenantID: "<delete>", TenantIDLegacy: " tenant-2 ", ClientID: "<delete>",
+				UseVMManagedIdentity: "true", KeyVaultName: " kv-demo "}),
+			perm: "256",
+			d:    Defaults{CloudName: "azurechinacloud"},
+			want: MountConfig{
+				VaultName: "kv-demo", TenantID: "tenant-2", CloudName: AzureChinaCloud,
+				Identity: Identity{Mode: ManagedIdentity},
+				Pod:      Pod{Namespace: "default", Name: "app-0"},
+				Objects:  []Object{{Name: "db-pass", Type: TypeSecret, Format: FormatPEM, Encoding: EncodingUTF8, Mode: 0o400}},
+			},
+		},
+		{
+			name: "user-assigned managed identity; cloudName overrides the default",
+			attrs: attrs(map[string]string{ClientID: "<delete>", UseVMManagedIdentity: "True",
+				UserAssignedIdentityID: "mi-1", CloudName: "AzureUSGovernmentCloud"}),
+			perm: "420",
+			d:    Defaults{CloudName: AzureChinaCloud},
+			want: MountConfig{
+				VaultName: "kv-demo", TenantID: "tenant-1", CloudName: AzureUSGovernmentCloud,
+				Identity: Identity{Mode: ManagedIdentity, ClientID: "mi-1"},
+				Pod:      Pod{Namespace: "default", Name: "app-0"},
+				Objects:  []Object{{Name: "db-pass", Type: TypeSecret, Format: FormatPEM, Encoding: EncodingUTF8, Mode: 0o644}},
+			},
+		},
+		{
+			name:    "service principal with keys in any case; Azure Stack with its env file",
+			attrs:   attrs(map[string]string{ClientID: "<delete>", CloudName: "AzureStackCloud", CloudEnvFileName: "/etc/kubernetes/azurestack.json"}),
+			secrets: `{"ClientID":"sp-1","CLIENTSECRET":"s3cret"}`,
+			perm:    "420",
+			want: MountConfig{
+				VaultName: "kv-demo", TenantID: "tenant-1", CloudName: AzureStackCloud, CloudEnvFile: "/etc/kubernetes/azurestack.json",
+				Identity: Identity{Mode: ServicePrincipal, ClientID: "sp-1", ClientSecret: "s3cret"},
+				Pod:      Pod{Namespace: "default", Name: "app-0"},
+				Objects:  []Object{{Name: "db-pass", Type: TypeSecret, Format: FormatPEM, Encoding: EncodingUTF8, Mode: 0o644}},
+			},
+		},
+		{
+			name: "every object field",
+			attrs: attrs(map[string]string{Objects: objectsYAML(
+				"objectName: web\nobjectType: SECRET\nobjectAlias: tls/web.pfx\nobjectFormat: PFX\nobjectEncoding: Base64\nfilePermission: \"0600\"",
+				"objectName: sign\nobjectType: key\nobjectVersion: 0123abcd\nobjectVersionHistory: 3",
+				"objectName: ca\nobjectType: cert\nobjectVersion: latest\nfilePermission: '444'",
+				"objectName: hexed\nobjectType: secret\nobjectEncoding: hex\nobjectVersionHistory: 1",
+			)}),
+			perm: "420",
+			want: MountConfig{
+				VaultName: "kv-demo", TenantID: "tenant-1", CloudName: AzurePublicCloud,
+				Identity: Identity{Mode: WorkloadIdentity, ClientID: "client-1", Token: saToken},
+				Pod:      Pod{Namespace: "default", Name: "app-0"},
+				Objects: []Object{
+					{Name: "web", Type: TypeSecret, Alias: "tls/web.pfx", Format: FormatPFX, Encoding: EncodingBase64, Mode: 0o600},
+					{Name: "sign", Type: TypeKey, Version: "0123abcd", History: 3, Format: FormatPEM, Encoding: EncodingUTF8, Mode: 0o644},
+					{Name: "ca", Type: TypeCert, Format: FormatPEM, Encoding: EncodingUTF8, Mode: 0o444},
+					{Name: "hexed", Type: TypeSecret, Format: FormatPEM, Encoding: EncodingHex, Mode: 0o644},
+				},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := Parse(tt.attrs, tt.secrets, tt.perm, tt.d)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("MountConfig (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	obj := func(entries ...string) map[string]string { return map[string]string{Objects: objectsYAML(entries...)} }
+	tests := []struct {
+		name    string
+		attrs   string
+		secrets string
+		perm    string
+		want    []string // each must appear in the error
+	}{
+		{"attributes not JSON", "{", "", "420", []string{"attributes are not a JSON object"}},
+		{"secrets not JSON", attrs(nil), "[1]", "420", []string{"nodePublishSecretRef secret is not a JSON object"}},
+		{"permission not a mode", attrs(nil), "", `"rw"`, []string{`permission "\"rw\""`}},
+		{"permission too large", attrs(nil), "", "4096", []string{"between 0 and 0777"}},
+		{"missing vault", attrs(map[string]string{KeyVaultName: "<delete>"}), "", "420", []string{"keyvaultName is required"}},
+		{"short vault", attrs(map[string]string{KeyVaultName: "kv"}), "", "420", []string{`keyvaultName "kv" must be 3-24`}},
+		{"long vault", attrs(map[string]string{KeyVaultName: strings.Repeat("a", 25)}), "", "420", []string{"must be 3-24"}},
+		{"vault with dot", attrs(map[string]string{KeyVaultName: "kv.evil.com"}), "", "420", []string{"must be 3-24 characters of letters, digits and '-'"}},
+		{"missing tenant", attrs(map[string]string{TenantID: "<delete>"}), "", "420", []string{"tenantID is required"}},
+		{"unknown cloud", attrs(map[string]string{CloudName: "AzureGermanCloud"}), "", "420", []string{`cloudName "AzureGermanCloud" is not one of AzurePublicCloud`}},
+		{"stack without env file", attrs(map[string]string{CloudName: "azurestackcloud"}), "", "420", []string{"cloudEnvFileName is required when cloudName is AzureStackCloud"}},
+		{"pod identity", attrs(map[string]string{UsePodIdentity: "true"}), "", "420", []string{"usePodIdentity is not supported", "use workload identity"}},
+		{"token proxy", attrs(map[string]string{UseAzureTokenProxy: "true"}), "", "420", []string{"useAzureTokenProxy is not supported yet"}},
+		{"bad bool", attrs(map[string]string{ClientID: "<delete>", UseVMManagedIdentity: "yes"}), "", "420", []string{`useVMManagedIdentity "yes" must be "true" or "false"`}},
+		{"workload identity without token", attrs(map[string]string{ServiceAccountTokens: "<delete>"}), "", "420",
+			[]string{"no service account token for audience \"api://AzureADTokenExchange\"", "tokenRequests"}},
+		{"workload identity with token for another audience", attrs(map[string]string{ServiceAccountTokens: tokensJSON("vault", saToken)}), "", "420",
+			[]string{"add {audience: api://AzureADTokenExchange} to tokenRequests"}},
+		{"tokens not JSON", attrs(map[string]string{ServiceAccountTokens: "{"}), "", "420", []string{"serviceAccount.tokens from the driver is not valid JSON"}},
+		{"no identity", attrs(map[string]string{ClientID: "<delete>"}), "", "420", []string{"no identity configured", "nodePublishSecretRef"}},
+		{"service principal without secret", attrs(map[string]string{ClientID: "<delete>"}), `{"clientid":"sp"}`, "420",
+			[]string{"nodePublishSecretRef secret has no clientsecret"}},
+		{"missing objects", attrs(map[string]string{Objects: "<delete>"}), "", "420", []string{"objects is required"}},
+		{"objects not YAML", attrs(map[string]string{Objects: "array: [\"a\""}), "", "420", []string{"objects is not a YAML document"}},
+		{"objects without array", attrs(map[string]string{Objects: "items: []"}), "", "420", []string{"objects is not a YAML document"}},
+		{"objects array missing", attrs(map[string]string{Objects: "{}"}), "", "420", []string{`objects has no "array:" key`}},
+		{"empty array", attrs(map[string]string{Objects: "array: []"}), "", "420", []string{"objects has an empty array"}},
+		{"empty entry", attrs(obj("")), "", "420", []string{"objects[0] (\"\"): the entry is empty"}},
+		{"unknown field", attrs(obj("objectName: a\nobjectType: secret\nobjectTyp: key")), "", "420", []string{`objects[0] ("")`, `unknown field "objectTyp"`}},
+		{"missing name", attrs(obj("objectType: secret")), "", "420", []string{`objects[0] (""): objectName is required`}},
+		{"bad name", attrs(obj("objectName: a/b\nobjectType: secret")), "", "420", []string{`objectName "a/b" must be 1-127`}},
+		{"missing type", attrs(obj("objectName: a")), "", "420", []string{`objects[0] ("a"): objectType is required`}},
+		{"bad type", attrs(obj("objectName: a\nobjectType: certificate")), "", "420", []string{`objectType "certificate" is not one of secret, key, cert`}},
+		{"format on key", attrs(obj("objectName: a\nobjectType: key\nobjectFormat: pfx")), "", "420", []string{"objectFormat is only allowed for objectType secret"}},
+		{"bad format", attrs(obj("objectName: a\nobjectType: secret\nobjectFormat: der")), "", "420", []string{`objectFormat "der" is not one of pem, pfx`}},
+		{"encoding on cert", attrs(obj("objectName: a\nobjectType: cert\nobjectEncoding: hex")), "", "420", []string{"objectEncoding is only allowed for objectType secret"}},
+		{"bad encoding", attrs(obj("objectName: a\nobjectType: secret\nobjectEncoding: utf-16")), "", "420", []string{`objectEncoding "utf-16" is not one of`}},
+		{"negative history", attrs(obj("objectName: a\nobjectType: secret\nobjectVersionHistory: -2")), "", "420", []string{"objectVersionHistory -2 must not be negative"}},
+		{"bad version", attrs(obj("objectName: a\nobjectType: secret\nobjectVersion: ../x")), "", "420", []string{`objectVersion "../x" must be empty`}},
+		{"symbolic permission", attrs(obj("objectName: a\nobjectType: secret\nfilePermission: rw-r--r--")), "", "420", []string{`filePermission "rw-r--r--" must be an octal mode`}},
+		{"non-octal permission", attrs(obj("objectName: a\nobjectType: secret\nfilePermission: \"0800\"")), "", "420", []string{`filePermission "0800"`}},
+		{"permission with setuid", attrs(obj("objectName: a\nobjectType: secret\nfilePermission: \"4755\"")), "", "420", []string{`filePermission "4755"`}},
+		{"absolute alias", attrs(obj("objectName: a\nobjectType: secret\nobjectAlias: /etc/passwd")), "", "420", []string{`objectAlias "/etc/passwd" must be a relative path`}},
+		{"dotdot alias", attrs(obj("objectName: a\nobjectType: secret\nobjectAlias: x/../../y")), "", "420", []string{`must not contain ".."`}},
+		{"empty element alias", attrs(obj("objectName: a\nobjectType: secret\nobjectAlias: x//y")), "", "420", []string{"empty or \".\" path elements"}},
+		{"backslash alias", attrs(obj("objectName: a\nobjectType: secret\nobjectAlias: 'x\\y'")), "", "420", []string{"backslash"}},
+		{"duplicate path", attrs(obj("objectName: a\nobjectType: secret", "objectName: b\nobjectType: key\nobjectAlias: a")), "", "420",
+			[]string{`objects[0] ("a") and objects[1] ("b") would both write "a"`}},
+		{"history collides with alias", attrs(obj("objectName: a\nobjectType: secret\nobjectVersionHistory: 2", "objectName: b\nobjectType: secret\nobjectAlias: a/1")), "", "420",
+			[]string{`would both write "a/1"`}},
+		{"file where a directory is needed", attrs(obj("objectName: a\nobjectType: secret", "objectName: b\nobjectType: secret\nobjectAlias: a/b")), "", "420",
+			[]string{`objects[1] ("b") writes "a/b" but objects[0] ("a") writes the file "a"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(tt.attrs, tt.secrets, tt.perm, Defaults{})
+			if err == nil {
+				t.Fatal("Parse succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	a := attrs(map[string]string{
+		KeyVaultName: "x", TenantID: "<delete>", CloudName: "Mars",
+		Objects: objectsYAML("objectType: secret", "objectName: b\nobjectType: blob\nfilePermission: '9'"),
+	})
+	_, err := Parse(a, "", "420", Defaults{})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, w := range []string{"keyvaultName", "tenantID is required", `cloudName "Mars"`,
+		`objects[0] (""): objectName is required`, `objects[1] ("b"): objectType "blob"`, `objects[1] ("b"): filePermission "9"`} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not report %q:\n%v", w, err)
+		}
+	}
+}
+
+func TestIdentityNeverPrintsCredentials(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse(attrs(map[string]string{ClientID: "<delete>"}), `{"clientid":"sp-1","clientsecret":"hunter2-secret"}`, "420", Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wi, err := Parse(attrs(nil), "", "420", Defaults{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []MountConfig{cfg, wi} {
+		for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+			out := fmt.Sprintf(format, c) + fmt.Sprintf(format, c.Identity)
+			if strings.Contains(out, "hunter2-secret") || strings.Contains(out, saToken) {
+				t.Errorf("%s of the config prints a credential: %s", format, out)
+			}
+		}
+	}
+	if got := fmt.Sprint(cfg.Identity); got != "service principal (client ID sp-1)" {
+		t.Errorf("Identity.String() = %q", got)
+	}
+}
+
+func TestObjectPaths(t *testing.T) {
+	t.Parallel()
+	o := Object{Name: "a", Alias: "dir/a", History: 3}
+	if diff := cmp.Diff([]string{"dir/a/0", "dir/a/1", "dir/a/2"}, o.Paths()); diff != "" {
+		t.Error(diff)
+	}
+	if got := (Object{Name: "a", Type: TypeKey}).ID(); got != "key/a" {
+		t.Errorf("ID = %q", got)
+	}
+}
+
+// FuzzParse checks that no input makes the parser panic, and that whatever it accepts is safe to
+// write: relative paths without "..", modes within 0777.
+func FuzzParse(f *testing.F) {
+	seeds, _ := os.ReadFile("testdata/driver-mount-request.json")
+	f.Add(string(seeds), "", "420", "objectName: a\nobjectType: secret")
+	f.Add(attrs(nil), `{"clientid":"a","clientsecret":"b"}`, "420", "objectName: a\nobjectType: cert\nobjectAlias: x/y\nobjectVersionHistory: 2")
+	f.Add("{}", "{}", "0", "objectName: a\nobjectType: key\nfilePermission: '0600'")
+	f.Fuzz(func(t *testing.T, attributes, secrets, permission, object string) {
+		for _, a := range []string{attributes, attrs(map[string]string{Objects: objectsYAML(object)})} {
+			cfg, err := Parse(a, secrets, permission, Defaults{})
+			if err != nil {
+				continue
+			}
+			for _, o := range cfg.Objects {
+				if o.Mode&^fs.ModePerm != 0 {
+					t.Fatalf("mode %o beyond 0777", o.Mode)
+				}
+				for _, p := range o.Paths() {
+					if strings.HasPrefix(p, "/") || strings.Contains("/"+p+"/", "/../") {
+						t.Fatalf("unsafe path %q accepted", p)
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestParseDriverRequest(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("testdata/driver-mount-request.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(string(data), "", "420", Defaults{CloudName: AzurePublicCloud})
+	if err != nil {
+		t.Fatalf("Parse of a captured driver request: %v", err)
+	}
+	if cfg.Identity.Mode != WorkloadIdentity || cfg.Pod.ServiceAccount != "workload-identity-sa" || cfg.Pod.UID == "" || len(cfg.Objects) != 2 {
+		t.Errorf("unexpected config: %+v", cfg)
+	}
+}
