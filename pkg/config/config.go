@@ -189,18 +189,6 @@ type Defaults struct {
 
 var vaultNameRE = regexp.MustCompile(`^[-A-Za-z0-9]{3,24}$`)
 
-// objectEntry is one entry of the objects array as written in the SecretProviderClass.
-type objectEntry struct {
-	ObjectName           string `json:"objectName"`
-	ObjectType           string `json:"objectType"`
-	ObjectAlias          string `json:"objectAlias"`
-	ObjectVersion        string `json:"objectVersion"`
-	ObjectVersionHistory int32  `json:"objectVersionHistory"`
-	ObjectFormat         string `json:"objectFormat"`
-	ObjectEncoding       string `json:"objectEncoding"`
-	FilePermission       string `json:"filePermission"`
-}
-
 // Parse validates a mount request before any network call. It reports every problem at once.
 // attributes and secrets are the JSON maps the driver sends; permission is the JSON-encoded
 // default file mode (for example "420").

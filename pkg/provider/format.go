@@ -38,22 +38,25 @@ type formatted struct {
 func formatSecret(s keyvault.Secret, o config.Object, constructChain bool) (formatted, error) {
 	value := s.Value
 	var out formatted
-	switch {
-	case o.Format == config.FormatPFX:
-		if !s.CertificateBacked || s.ContentType != contentTypePKCS12 {
-			return formatted{}, invalid("objectFormat pfx needs the secret of a certificate stored as %s, but this secret's content type is %q; "+
-				"remove objectFormat or point it at a PKCS#12 certificate", contentTypePKCS12, s.ContentType)
+	if s.CertificateBacked {
+		switch s.ContentType {
+		case contentTypePKCS12:
+			if o.Format == config.FormatPFX {
+				break // the stored base64 PKCS#12
+			}
+			keys, certs, err := pkcs12ToPEM(value, constructChain)
+			if err != nil {
+				return formatted{}, err
+			}
+			value = string(keys) + string(certs)
+			out.keyPEM, out.certPEM, out.splitable = keys, certs, true
+		case contentTypePEM:
+			out.keyPEM, out.certPEM = splitPEM([]byte(value))
+			out.splitable = true
+		default:
+			return formatted{}, invalid("the certificate's secret has content type %q; only %s and %s can be mounted",
+				s.ContentType, contentTypePKCS12, contentTypePEM)
 		}
-	case s.CertificateBacked && s.ContentType == contentTypePKCS12:
-		keys, certs, err := pkcs12ToPEM(value, constructChain)
-		if err != nil {
-			return formatted{}, err
-		}
-		value = string(keys) + string(certs)
-		out.keyPEM, out.certPEM, out.splitable = keys, certs, true
-	case s.CertificateBacked && s.ContentType == contentTypePEM:
-		out.keyPEM, out.certPEM = splitPEM([]byte(value))
-		out.splitable = true
 	}
 	contents, err := decode(value, o.Encoding)
 	if err != nil {

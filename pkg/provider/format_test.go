@@ -123,6 +123,9 @@ func TestFormatCertificateSecret(t *testing.T) {
 		{"pfx format returns the stored base64", shuffled, secretObject(func(o *config.Object) { o.Format = config.FormatPFX }), true, shuffled.Value},
 		{"pem-file secret is returned as stored", keyvault.Secret{Value: pemStored, ContentType: contentTypePEM, CertificateBacked: true}, secretObject(), true, pemStored},
 		{"plain secret", keyvault.Secret{Value: "p@ss\n"}, secretObject(), true, "p@ss\n"},
+		{"pfx format of a plain secret is the value", keyvault.Secret{Value: "p@ss"}, secretObject(func(o *config.Object) { o.Format = config.FormatPFX }), true, "p@ss"},
+		{"pfx format of a pem-file certificate is the PEM", keyvault.Secret{Value: pemStored, ContentType: contentTypePEM, CertificateBacked: true},
+			secretObject(func(o *config.Object) { o.Format = config.FormatPFX }), true, pemStored},
 		{"base64 secret decoded", keyvault.Secret{Value: base64.StdEncoding.EncodeToString([]byte{0, 1, 2, 255})},
 			secretObject(func(o *config.Object) { o.Encoding = config.EncodingBase64 }), true, string([]byte{0, 1, 2, 255})},
 		{"hex secret decoded", keyvault.Secret{Value: hex.EncodeToString([]byte("hi\x00"))},
@@ -183,7 +186,7 @@ func TestFormatSecretErrors(t *testing.T) {
 		obj    config.Object
 		want   string
 	}{
-		{"pfx of a plain secret", keyvault.Secret{Value: "x"}, secretObject(func(o *config.Object) { o.Format = config.FormatPFX }), "objectFormat pfx needs the secret of a certificate"},
+		{"certificate with another content type", keyvault.Secret{Value: "x", ContentType: "text/plain", CertificateBacked: true}, secretObject(), `content type "text/plain"`},
 		{"bad base64", keyvault.Secret{Value: "not base64!"}, secretObject(func(o *config.Object) { o.Encoding = config.EncodingBase64 }), "not standard base64"},
 		{"bad hex", keyvault.Secret{Value: "zz"}, secretObject(func(o *config.Object) { o.Encoding = config.EncodingHex }), "not hexadecimal"},
 		{"pkcs12 not base64", keyvault.Secret{Value: "%%", ContentType: contentTypePKCS12, CertificateBacked: true}, secretObject(), "not base64 PKCS#12"},

@@ -1,0 +1,76 @@
+package emulator
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// serveAdmin is the admin API on the proxy port:
+//
+//	GET  /admin/counters
+//	POST /admin/counters/reset
+//	GET  /admin/faults, PUT /admin/faults        (JSON Faults)
+//	POST /admin/vaults/{vault}/secrets/{name}    {"value","contentType"} -> {"version"}
+//	PUT  /admin/grants                           (JSON []Grant, replaces all)
+func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	switch {
+	case path == "/admin/counters" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, e.Counters())
+	case path == "/admin/counters/reset" && r.Method == http.MethodPost:
+		e.ResetCounters()
+		writeJSON(w, http.StatusOK, map[string]bool{"reset": true})
+	case path == "/admin/faults" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, e.Faults())
+	case path == "/admin/faults" && r.Method == http.MethodPut:
+		var f Faults
+		if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
+			adminError(w, http.StatusBadRequest, "faults: "+err.Error())
+			return
+		}
+		e.SetFaults(f)
+		writeJSON(w, http.StatusOK, f)
+	case path == "/admin/grants" && r.Method == http.MethodPut:
+		var gs []Grant
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&gs); err != nil {
+			adminError(w, http.StatusBadRequest, "grants: "+err.Error())
+			return
+		}
+		if err := (&Seed{Grants: gs}).Validate(); err != nil {
+			adminError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		e.SetGrants(gs)
+		writeJSON(w, http.StatusOK, map[string]int{"grants": len(gs)})
+	case strings.HasPrefix(path, "/admin/vaults/") && r.Method == http.MethodPost:
+		parts := strings.Split(strings.TrimPrefix(path, "/admin/vaults/"), "/")
+		if len(parts) != 3 || parts[1] != "secrets" {
+			adminError(w, http.StatusNotFound, "want POST /admin/vaults/{vault}/secrets/{name}")
+			return
+		}
+		var body struct {
+			Value       string `json:"value"`
+			ContentType string `json:"contentType"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			adminError(w, http.StatusBadRequest, "body: "+err.Error())
+			return
+		}
+		v, err := e.addSecretVersion(parts[0], parts[2], body.Value, body.ContentType)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"version": v})
+	default:
+		adminError(w, http.StatusNotFound, "unknown admin request "+r.Method+" "+r.URL.Path)
+	}
+}
+
+func adminError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
