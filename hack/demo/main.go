@@ -1,0 +1,356 @@
+// Command demo shows a real mount on a machine with no Azure account: it starts the emulator with
+// the sample vault and the provider binary, then calls Mount exactly as the Secrets Store CSI
+// Driver does, with workload identity (a service account token this program signs for an issuer
+// the emulator trusts), and prints what the driver would write.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/akv-csi/provider/pkg/emulator"
+)
+
+const (
+	issuer    = "https://oidc.demo-cluster.test"
+	wiClient  = "22222222-2222-2222-2222-222222222222" // the sample seed's federated application
+	miSystem  = "33333333-3333-3333-3333-333333333333" // the sample seed's system-assigned identity: secrets only
+	namespace = "default"
+	saName    = "demo-sa"
+)
+
+func main() {
+	bin := flag.String("bin", "_output/bin", "folder with the provider and kv-emulator binaries")
+	flag.Parse()
+	if err := run(*bin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, out io.Writer) error {
+	dir, err := os.MkdirTemp("", "akv-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// The cluster's service account issuer: the demo owns its key, the emulator trusts its public half.
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	seedFile, err := writeSeed(dir, &key.PublicKey)
+	if err != nil {
+		return err
+	}
+
+	stateDir := filepath.Join(dir, "emulator")
+	emu, err := start(filepath.Join(dir, "emulator.log"), filepath.Join(bin, "kv-emulator"), nil,
+		"--seed", seedFile, "--state-dir", stateDir)
+	if err != nil {
+		return err
+	}
+	defer stop(emu)
+	var endpoints struct{ URL, ProxyURL, TenantID string }
+	if err := waitFor(func() error { return readJSON(filepath.Join(stateDir, "endpoints.json"), &endpoints) }); err != nil {
+		return fmt.Errorf("emulator did not start (see its log): %w", err)
+	}
+
+	socket := filepath.Join(dir, "providers", "azure.sock")
+	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
+		return err
+	}
+	// Exactly what an operator would set to route the provider through a proxy with a private CA.
+	env := []string{"HTTPS_PROXY=" + endpoints.ProxyURL, "HTTP_PROXY=" + endpoints.ProxyURL, "NO_PROXY=", "SSL_CERT_FILE=" + filepath.Join(stateDir, "ca.pem")}
+	prov, err := start(filepath.Join(dir, "provider.log"), filepath.Join(bin, "provider"), env,
+		"--endpoint", "unix://"+socket, "--healthz-port", "0", "--metrics-addr", "")
+	if err != nil {
+		return err
+	}
+	defer stop(prov)
+	if err := waitFor(func() error { _, err := os.Stat(socket); return err }); err != nil {
+		return fmt.Errorf("provider did not create its socket: %w", err)
+	}
+
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := client.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "provider %s %s answers on %s\n", v.GetRuntimeName(), v.GetRuntimeVersion(), socket)
+
+	token, err := signToken(key)
+	if err != nil {
+		return err
+	}
+	objects := []string{
+		"objectName: db-password\nobjectType: secret",
+		"objectName: db-password\nobjectType: secret\nobjectAlias: db-password-history\nobjectVersionHistory: 2",
+		"objectName: api-key\nobjectType: secret\nfilePermission: \"0400\"",
+		"objectName: signing-rsa\nobjectType: key\nobjectAlias: keys/signing-rsa.pub",
+		"objectName: hsm-ec\nobjectType: key\nobjectAlias: keys/hsm-ec.pub",
+		"objectName: web-tls\nobjectType: cert\nobjectAlias: tls/web.crt",
+		"objectName: web-tls\nobjectType: secret\nobjectAlias: tls/web.pem",
+		"objectName: web-tls\nobjectType: secret\nobjectAlias: tls/web.pfx\nobjectFormat: pfx\nobjectEncoding: base64",
+	}
+	req := mountRequest(map[string]string{"keyvaultName": "kv-demo", "tenantId": endpoints.TenantID, "clientID": wiClient}, token, objects)
+
+	fmt.Fprintf(out, "\n== Mount: workload identity %s (service account %s/%s), vault kv-demo, %d objects\n", wiClient, namespace, saName, len(objects))
+	start := time.Now()
+	resp, err := client.Mount(ctx, req)
+	if err != nil {
+		return fmt.Errorf("mount: %w", err)
+	}
+	cold := time.Since(start)
+	printFiles(out, resp)
+
+	counters := func() (c emulator.Counters, err error) {
+		return c, getJSON(endpoints.ProxyURL+"/admin/counters", &c)
+	}
+	before, err := counters()
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	if _, err := client.Mount(ctx, req); err != nil {
+		return fmt.Errorf("second mount: %w", err)
+	}
+	warm := time.Since(start)
+	after, err := counters()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n== The same mount again (the driver's rotation poll)\n")
+	fmt.Fprintf(out, "first mount %v, second %v; the second made %d token, %d discovery and %d challenge requests and %d Key Vault reads\n",
+		cold.Round(time.Millisecond), warm.Round(time.Millisecond), after.TokenRequests-before.TokenRequests,
+		after.DiscoveryRequests-before.DiscoveryRequests, after.Challenges-before.Challenges,
+		after.KeyVaultGetsTotal()-before.KeyVaultGetsTotal()+sum(after.KeyVaultLists)-sum(before.KeyVaultLists))
+
+	fmt.Fprintf(out, "\n== A mount the vault refuses: the node's managed identity may read secrets only\n")
+	denied := mountRequest(map[string]string{"keyvaultName": "kv-demo", "tenantId": endpoints.TenantID, "useVMManagedIdentity": "true"}, "",
+		[]string{"objectName: db-password\nobjectType: secret", "objectName: signing-rsa\nobjectType: key"})
+	_, err = client.Mount(ctx, denied)
+	if err == nil {
+		return errors.New("the denied mount succeeded")
+	}
+	st := status.Convert(err)
+	fmt.Fprintf(out, "gRPC %s: %s\n", st.Code(), st.Message())
+	fmt.Fprintf(out, "\nDemo complete: files above are what the driver writes into the pod's volume. Cleaning up.\n")
+	return nil
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// writeSeed is the built-in sample vault plus the demo cluster's issuer as a trusted federation source.
+func writeSeed(dir string, pub *rsa.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	keyFile := filepath.Join(dir, "issuer.pub")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		return "", err
+	}
+	seed := emulator.SampleSeed()
+	seed.Issuers = append(seed.Issuers, emulator.Issuer{URL: issuer, PublicKeyFile: keyFile})
+	for i := range seed.ServicePrincipals {
+		if seed.ServicePrincipals[i].ClientID == wiClient {
+			seed.ServicePrincipals[i].Federated = append(seed.ServicePrincipals[i].Federated, emulator.FederatedCredential{
+				Issuer: issuer, Subject: "system:serviceaccount:" + namespace + ":" + saName, Audience: "api://AzureADTokenExchange",
+			})
+		}
+	}
+	data, err := yaml.Marshal(seed)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "seed.yaml")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
+// signToken is what the kube-apiserver's TokenRequest returns for the pod's service account.
+func signToken(key *rsa.PrivateKey) (string, error) {
+	now := time.Now()
+	claims := jwt.MapClaims{
+		"iss": issuer, "sub": "system:serviceaccount:" + namespace + ":" + saName, "aud": []string{"api://AzureADTokenExchange"},
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	t.Header["kid"] = "demo"
+	return t.SignedString(key)
+}
+
+// mountRequest builds the request as the driver does: parameters merged with the pod's volume
+// context, each map JSON-encoded, and the default file mode as JSON.
+func mountRequest(params map[string]string, token string, objects []string) *v1alpha1.MountRequest {
+	attrs := map[string]string{
+		"csi.storage.k8s.io/pod.name": "demo-app", "csi.storage.k8s.io/pod.namespace": namespace,
+		"csi.storage.k8s.io/pod.uid": "00000000-0000-4000-8000-00000000d3m0", "csi.storage.k8s.io/serviceAccount.name": saName,
+		"csi.storage.k8s.io/ephemeral": "false", "secretProviderClass": "demo",
+	}
+	if token != "" {
+		tokens, _ := json.Marshal(map[string]map[string]string{"api://AzureADTokenExchange": {"token": token, "expirationTimestamp": time.Now().Add(time.Hour).Format(time.RFC3339)}})
+		attrs["csi.storage.k8s.io/serviceAccount.tokens"] = string(tokens)
+	}
+	for k, v := range params {
+		attrs[k] = v
+	}
+	var b strings.Builder
+	b.WriteString("array:\n")
+	for _, o := range objects {
+		b.WriteString("  - |\n    " + strings.ReplaceAll(o, "\n", "\n    ") + "\n")
+	}
+	attrs["objects"] = b.String()
+	a, _ := json.Marshal(attrs)
+	perm, _ := json.Marshal(os.FileMode(0o644))
+	return &v1alpha1.MountRequest{Attributes: string(a), Secrets: "{}", Permission: string(perm), TargetPath: "/var/lib/kubelet/pods/demo/volumes/kubernetes.io~csi/secrets/mount"}
+}
+
+// printFiles lists every file, and shows what is not secret: certificate subjects and chain
+// order, and public keys. Secret values are never printed.
+func printFiles(out io.Writer, resp *v1alpha1.MountResponse) {
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "FILE\tMODE\tSIZE\tCONTENT")
+	for _, f := range resp.GetFiles() {
+		fmt.Fprintf(w, "%s\t%04o\t%d\t%s\n", f.GetPath(), f.GetMode(), len(f.GetContents()), describe(f.GetContents()))
+	}
+	w.Flush()
+	fmt.Fprintln(out, "\nObject versions reported to the driver:")
+	for _, v := range resp.GetObjectVersion() {
+		fmt.Fprintf(out, "  %-28s %s\n", v.GetId(), v.GetVersion())
+	}
+}
+
+func describe(data []byte) string {
+	var parts []string
+	rest := data
+	for {
+		block, r := pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		rest = r
+		switch block.Type {
+		case "CERTIFICATE":
+			if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+				parts = append(parts, fmt.Sprintf("cert CN=%s (issuer CN=%s)", c.Subject.CommonName, c.Issuer.CommonName))
+			}
+		case "PUBLIC KEY":
+			if k, err := x509.ParsePKIXPublicKey(block.Bytes); err == nil {
+				sum := sha256.Sum256(block.Bytes)
+				parts = append(parts, fmt.Sprintf("%s public key, SHA-256 %s…", keyKind(k), hex.EncodeToString(sum[:8])))
+			}
+		case "PRIVATE KEY":
+			parts = append(parts, "private key (hidden)")
+		}
+	}
+	if len(parts) == 0 {
+		return "secret value (hidden)"
+	}
+	return strings.Join(parts, " → ")
+}
+
+func keyKind(k any) string {
+	switch k := k.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "EC " + k.Curve.Params().Name
+	}
+	return fmt.Sprintf("%T", k)
+}
+
+func start(logFile, path string, env []string, args ...string) (*exec.Cmd, error) {
+	log, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = append(os.Environ(), env...), log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s: %w (run make build first)", path, err)
+	}
+	return cmd, nil
+}
+
+func stop(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func waitFor(check func() error) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := check()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+func getJSON(url string, v any) error {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{}).DialContext}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
