@@ -117,6 +117,11 @@ func run(args []string, stdout io.Writer) error {
 	klog.InfoS("starting Azure Key Vault provider", "version", version.BuildVersion, "commit", version.GitCommit,
 		"endpoint", o.Endpoint, "constructPEMChain", o.ConstructPEMChain, "writeCertAndKeyInSeparateFiles", o.WriteCertAndKeyInSeparateFiles)
 
+	// Installed before the socket exists, so a stop request is never missed.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
@@ -170,9 +175,6 @@ func run(args []string, stdout io.Writer) error {
 	}
 	klog.InfoS("listening", "endpoint", o.Endpoint, "healthzPort", o.HealthzPort, "metricsAddr", o.MetricsAddr)
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
 	select {
 	case s := <-sig:
 		klog.InfoS("stopping", "signal", s.String())
