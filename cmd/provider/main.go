@@ -45,6 +45,9 @@ type Options struct {
 	WriteCertAndKeyInSeparateFiles bool
 	CloudName                      string
 	Parallelism                    int
+	ResultCacheTTL                 time.Duration
+	VaultRateLimit                 float64
+	VaultBurst                     int
 }
 
 func main() {
@@ -73,6 +76,10 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 		"also write <file>.crt and <file>.key for a certificate's secret in PEM")
 	fs.StringVar(&o.CloudName, "cloud-name", config.AzurePublicCloud, "default cloud when a SecretProviderClass sets no cloudName")
 	fs.IntVar(&o.Parallelism, "parallel-fetches", 8, "Key Vault reads run at once within one mount")
+	fs.DurationVar(&o.ResultCacheTTL, "result-cache-ttl", 10*time.Second,
+		"keep each identity's successful reads this long so replicas mounting together share one read (0 disables; at most 30s)")
+	fs.Float64Var(&o.VaultRateLimit, "vault-rate-limit", 200, "most Key Vault reads per second to one vault, across all mounts")
+	fs.IntVar(&o.VaultBurst, "vault-burst", 400, "reads to one vault allowed at once above the rate limit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -95,6 +102,12 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	o.CloudName = config.CanonicalCloudName(o.CloudName)
 	if o.Parallelism < 1 {
 		errs = append(errs, fmt.Errorf("--parallel-fetches must be at least 1"))
+	}
+	if o.ResultCacheTTL < 0 || o.ResultCacheTTL > 30*time.Second {
+		errs = append(errs, fmt.Errorf("--result-cache-ttl must be between 0 and 30s (a quarter of the driver's default 2m rotation poll)"))
+	}
+	if o.VaultRateLimit <= 0 || o.VaultBurst < 1 {
+		errs = append(errs, fmt.Errorf("--vault-rate-limit must be positive and --vault-burst at least 1"))
 	}
 	return o, errors.Join(errs...)
 }
@@ -132,6 +145,8 @@ func run(args []string, stdout io.Writer) error {
 		Parallelism:                    o.Parallelism,
 		Auth:                           auth.Options{ApplicationID: "akv-csi-provider"},
 		KeyVault:                       keyvault.Options{ApplicationID: "akv-csi-provider"},
+		Sharing:                        provider.SharingOptions{ResultTTL: o.ResultCacheTTL, VaultRateLimit: o.VaultRateLimit, VaultBurst: o.VaultBurst},
+		Metrics:                        m,
 	})
 	svc := server.NewService(p, config.Defaults{CloudName: o.CloudName}, func(c codes.Code, d time.Duration) {
 		m.ObserveMount(c.String(), d)

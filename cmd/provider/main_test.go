@@ -32,6 +32,8 @@ func TestInvalidFlagsAreErrors(t *testing.T) {
 		{"--cloud-name", "Mars"},
 		{"--healthz-port", "70000"},
 		{"--parallel-fetches", "0"},
+		{"--result-cache-ttl", "1m"},
+		{"--vault-rate-limit", "0"},
 		{"--no-such-flag"},
 		{"extra"},
 	} {

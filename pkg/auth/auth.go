@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -21,6 +22,7 @@ import (
 
 	azcloud "github.com/akv-csi/provider/pkg/cloud"
 	"github.com/akv-csi/provider/pkg/config"
+	"github.com/akv-csi/provider/pkg/metrics"
 )
 
 // Options are the daemon-wide settings for credentials.
@@ -28,6 +30,8 @@ type Options struct {
 	ApplicationID string
 	Retry         policy.RetryOptions
 	Transport     policy.Transporter
+	// Metrics counts token requests (default: nothing).
+	Metrics metrics.Recorder
 }
 
 // Assertion holds the newest service account token the driver sent for a workload identity, so a
@@ -57,11 +61,15 @@ func (a *Assertion) Get(context.Context) (string, error) {
 // NewCredential builds the credential for a mount's identity in a cloud. For workload identity the
 // assertion is read from a (kept up to date by the caller).
 func NewCredential(id config.Identity, tenantID string, env azcloud.Environment, a *Assertion, o Options) (azcore.TokenCredential, error) {
+	if o.Metrics == nil {
+		o.Metrics = metrics.Nop{}
+	}
 	client := azcore.ClientOptions{
-		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: env.AuthorityHost},
-		Retry:     o.Retry,
-		Telemetry: policy.TelemetryOptions{ApplicationID: o.ApplicationID},
-		Transport: o.Transport,
+		Cloud:            cloud.Configuration{ActiveDirectoryAuthorityHost: env.AuthorityHost},
+		Retry:            o.Retry,
+		Telemetry:        policy.TelemetryOptions{ApplicationID: o.ApplicationID},
+		Transport:        o.Transport,
+		PerRetryPolicies: []policy.Policy{tokenPolicy{rec: o.Metrics, mode: id.Mode.String()}},
 	}
 	// MSAL would ask the public cloud's instance discovery about any authority it does not know.
 	disableDiscovery := !env.KnownAuthority()
@@ -82,6 +90,26 @@ func NewCredential(id config.Identity, tenantID string, env azcloud.Environment,
 		})
 	}
 	return nil, fmt.Errorf("unknown identity mode %d", id.Mode)
+}
+
+// tokenPolicy counts the credential's token requests (not its discovery requests).
+type tokenPolicy struct {
+	rec  metrics.Recorder
+	mode string
+}
+
+func (p tokenPolicy) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	path := req.Raw().URL.Path
+	if strings.Contains(path, "/.well-known/") || strings.Contains(path, "/discovery/") {
+		return resp, err
+	}
+	result := "success"
+	if resp == nil || resp.StatusCode >= 300 {
+		result = "error"
+	}
+	p.rec.ObserveTokenRequest(p.mode, result)
+	return resp, err
 }
 
 // keySalt makes cache keys of service principals useless outside this process.

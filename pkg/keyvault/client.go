@@ -4,6 +4,8 @@ package keyvault
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -11,6 +13,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/akv-csi/provider/pkg/metrics"
 )
 
 // Secret is a secret version. A certificate's secret has CertificateBacked set.
@@ -60,7 +64,13 @@ type Options struct {
 	Retry         policy.RetryOptions
 	// Transport replaces the SDK's default HTTP client (which honours HTTPS_PROXY and SSL_CERT_FILE).
 	Transport policy.Transporter
+	// Metrics records every HTTP request to Key Vault (default: nothing).
+	Metrics metrics.Recorder
 }
+
+// retriedStatuses are azcore's defaults without 429: throttling is retried by the caller, which
+// knows the driver's deadline and shares one rate limit per vault.
+var retriedStatuses = []int{408, 500, 502, 503, 504}
 
 // SDKClient implements Client with azsecrets, azkeys and azcertificates.
 type SDKClient struct {
@@ -73,10 +83,17 @@ type SDKClient struct {
 // challenge state live as long as the returned client, so callers should keep it.
 func New(vaultURL string, cred azcore.TokenCredential, o Options) (*SDKClient, error) {
 	cred = markedCredential{cred}
+	if o.Retry.StatusCodes == nil {
+		o.Retry.StatusCodes = retriedStatuses
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Nop{}
+	}
 	core := azcore.ClientOptions{
-		Retry:     o.Retry,
-		Telemetry: policy.TelemetryOptions{ApplicationID: o.ApplicationID},
-		Transport: o.Transport,
+		Retry:            o.Retry,
+		Telemetry:        policy.TelemetryOptions{ApplicationID: o.ApplicationID},
+		Transport:        o.Transport,
+		PerRetryPolicies: []policy.Policy{observePolicy{o.Metrics}},
 	}
 	s, err := azsecrets.NewClient(vaultURL, cred, &azsecrets.ClientOptions{ClientOptions: core})
 	if err != nil {
@@ -213,6 +230,44 @@ func (c *SDKClient) CertificateVersions(ctx context.Context, name string) ([]Ver
 		}
 	}
 	return out, nil
+}
+
+// observePolicy records each HTTP attempt, including challenges and retries.
+type observePolicy struct{ rec metrics.Recorder }
+
+func (p observePolicy) Do(req *policy.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := req.Next()
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	op, typ := requestKind(req.Raw().URL.Path)
+	p.rec.ObserveKeyVaultRequest(op, typ, metrics.StatusClass(status), time.Since(start))
+	if status == http.StatusTooManyRequests {
+		p.rec.ObserveThrottled()
+	}
+	return resp, err
+}
+
+// requestKind names a Key Vault path: /{secrets|keys|certificates}/{name}[/{version}|/versions].
+func requestKind(path string) (operation, objectType string) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch parts[0] {
+	case "secrets":
+		objectType = "secret"
+	case "keys":
+		objectType = "key"
+	case "certificates":
+		objectType = "certificate"
+	default:
+		objectType = "other"
+	}
+	operation = "get"
+	if len(parts) == 1 || parts[len(parts)-1] == "versions" {
+		operation = "list"
+	}
+	return operation, objectType
 }
 
 // markedCredential tags token failures so they are reported as identity problems.

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -39,7 +41,9 @@ type Error struct {
 	Code string
 	// Detail is one line saying what went wrong.
 	Detail string
-	Err    error
+	// RetryAfter is how long the service asked the caller to wait (429), if it said.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string { return e.Detail }
@@ -137,7 +141,29 @@ func classifyKeyVault(e *azcore.ResponseError) *Error {
 	if msg := firstLine(body.Error.Message); msg != "" && e.StatusCode != http.StatusForbidden {
 		detail += ": " + msg
 	}
-	return &Error{Kind: kindForStatus(e.StatusCode), Status: e.StatusCode, Code: code, Detail: detail, Err: e}
+	out := &Error{Kind: kindForStatus(e.StatusCode), Status: e.StatusCode, Code: code, Detail: detail, Err: e}
+	if e.RawResponse != nil {
+		out.RetryAfter = retryAfter(e.RawResponse.Header, time.Now())
+	}
+	return out
+}
+
+// retryAfter reads the delay a throttled response asks for, as azcore does: retry-after-ms,
+// x-ms-retry-after-ms, then Retry-After in seconds or as an HTTP date. 0 means none given.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	for _, k := range []string{"Retry-After-Ms", "X-Ms-Retry-After-Ms"} {
+		if ms, err := strconv.Atoi(h.Get(k)); err == nil && ms > 0 {
+			return time.Duration(ms) * time.Millisecond
+		}
+	}
+	v := h.Get("Retry-After")
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 func kindForStatus(status int) Kind {

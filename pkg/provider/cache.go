@@ -5,11 +5,13 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"golang.org/x/time/rate"
 
 	"github.com/akv-csi/provider/pkg/auth"
 	"github.com/akv-csi/provider/pkg/cloud"
 	"github.com/akv-csi/provider/pkg/config"
 	"github.com/akv-csi/provider/pkg/keyvault"
+	"github.com/akv-csi/provider/pkg/metrics"
 )
 
 // ClientCacheOptions bound the per-identity cache of credentials and Key Vault clients.
@@ -32,21 +34,26 @@ type identity struct {
 // clientCache keeps identities by auth.CacheKey, so an entry is only reachable with the identity
 // (secret, or token subject) that created it.
 type clientCache struct {
-	opts ClientCacheOptions
-	now  func() time.Time
+	opts    ClientCacheOptions
+	sharing SharingOptions
+	rec     metrics.Recorder
+	now     func() time.Time
 
 	mu         sync.Mutex
 	identities map[string]*identity
+	limiters   map[string]*rate.Limiter // by vault URL, shared by every identity
 }
 
-func newClientCache(o ClientCacheOptions) *clientCache {
+func newClientCache(o ClientCacheOptions, sharing SharingOptions, rec metrics.Recorder) *clientCache {
 	if o.MaxIdentities <= 0 {
 		o.MaxIdentities = 256
 	}
 	if o.IdleTTL <= 0 {
 		o.IdleTTL = time.Hour
 	}
-	return &clientCache{opts: o, now: time.Now, identities: map[string]*identity{}}
+	sharing.defaults()
+	return &clientCache{opts: o, sharing: sharing, rec: rec, now: time.Now,
+		identities: map[string]*identity{}, limiters: map[string]*rate.Limiter{}}
 }
 
 type newClientFunc func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error)
@@ -77,10 +84,16 @@ func (c *clientCache) get(cfg config.MountConfig, env cloud.Environment, authOpt
 	}
 	client := id.clients[vaultURL]
 	if client == nil {
-		var err error
-		if client, err = newClient(vaultURL, id.cred); err != nil {
+		next, err := newClient(vaultURL, id.cred)
+		if err != nil {
 			return nil, err
 		}
+		limiter := c.limiters[vaultURL]
+		if limiter == nil {
+			limiter = rate.NewLimiter(rate.Limit(c.sharing.VaultRateLimit), c.sharing.VaultBurst)
+			c.limiters[vaultURL] = limiter
+		}
+		client = newSharedClient(next, limiter, c.sharing, c.rec)
 		id.clients[vaultURL] = client
 	}
 	return client, nil

@@ -5,6 +5,8 @@ package provider
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +23,7 @@ import (
 	"github.com/akv-csi/provider/pkg/cloud"
 	"github.com/akv-csi/provider/pkg/config"
 	"github.com/akv-csi/provider/pkg/keyvault"
+	"github.com/akv-csi/provider/pkg/metrics"
 )
 
 // Options are the daemon-wide settings of the pipeline.
@@ -34,6 +37,10 @@ type Options struct {
 	Auth        auth.Options
 	KeyVault    keyvault.Options
 	Clients     ClientCacheOptions
+	Sharing     SharingOptions
+	// Metrics records reads and certificate expiry (default: nothing). It is also passed to Auth
+	// and KeyVault when those have none.
+	Metrics metrics.Recorder
 	// NewClient builds the Key Vault client of an identity for a vault (default: the Azure SDK
 	// clients). Tests of the pipeline alone replace it.
 	NewClient func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error)
@@ -69,13 +76,22 @@ func New(o Options) *Provider {
 	if o.Parallelism <= 0 {
 		o.Parallelism = 8
 	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Nop{}
+	}
+	if o.Auth.Metrics == nil {
+		o.Auth.Metrics = o.Metrics
+	}
+	if o.KeyVault.Metrics == nil {
+		o.KeyVault.Metrics = o.Metrics
+	}
 	p := &Provider{opts: o}
 	if p.opts.NewClient == nil {
 		p.opts.NewClient = func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error) {
 			return keyvault.New(vaultURL, cred, o.KeyVault)
 		}
 	}
-	p.clients = newClientCache(o.Clients)
+	p.clients = newClientCache(o.Clients, o.Sharing, o.Metrics)
 	return p
 }
 
@@ -101,7 +117,7 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 			select {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
-				results[i] = p.fetchObject(ctx, client, o)
+				results[i] = p.fetchObject(ctx, client, cfg.VaultName, o)
 			case <-ctx.Done():
 				results[i] = objectResult{err: keyvault.AsError(ctx.Err())}
 			}
@@ -135,9 +151,9 @@ type objectResult struct {
 }
 
 // fetchObject reads one object: one version, or the newest History enabled versions.
-func (p *Provider) fetchObject(ctx context.Context, client keyvault.Client, o config.Object) objectResult {
+func (p *Provider) fetchObject(ctx context.Context, client keyvault.Client, vault string, o config.Object) objectResult {
 	if o.History == 0 {
-		files, version, err := p.fetchVersion(ctx, client, o, o.Version, o.FileName())
+		files, version, err := p.fetchVersion(ctx, client, vault, o, o.Version, o.FileName(), true)
 		if err != nil {
 			return objectResult{err: err}
 		}
@@ -150,7 +166,7 @@ func (p *Provider) fetchObject(ctx context.Context, client keyvault.Client, o co
 	}
 	var out objectResult
 	for i, v := range versions {
-		files, version, err := p.fetchVersion(ctx, client, o, v, path.Join(o.FileName(), strconv.Itoa(i)))
+		files, version, err := p.fetchVersion(ctx, client, vault, o, v, path.Join(o.FileName(), strconv.Itoa(i)), i == 0)
 		if err != nil {
 			return objectResult{err: err}
 		}
@@ -176,7 +192,7 @@ func (p *Provider) historyVersions(ctx context.Context, client keyvault.Client, 
 	if err != nil {
 		return nil, err
 	}
-	enabled := list[:0]
+	enabled := make([]keyvault.VersionInfo, 0, len(list)) // list may be a shared cached result
 	for _, v := range list {
 		if v.Enabled {
 			enabled = append(enabled, v)
@@ -212,7 +228,8 @@ func (p *Provider) historyVersions(ctx context.Context, client keyvault.Client, 
 }
 
 // fetchVersion reads one version of o and renders its file(s) at filePath.
-func (p *Provider) fetchVersion(ctx context.Context, client keyvault.Client, o config.Object, version, filePath string) ([]File, string, error) {
+// newest marks the version whose certificate expiry is exported (history files hold older ones too).
+func (p *Provider) fetchVersion(ctx context.Context, client keyvault.Client, vault string, o config.Object, version, filePath string, newest bool) ([]File, string, error) {
 	klog.V(4).InfoS("reading object", "objectType", o.Type, "objectName", o.Name, "objectVersion", versionOrLatest(version))
 	switch o.Type {
 	case config.TypeSecret:
@@ -223,6 +240,9 @@ func (p *Provider) fetchVersion(ctx context.Context, client keyvault.Client, o c
 		f, err := formatSecret(s, o, p.opts.ConstructPEMChain)
 		if err != nil {
 			return nil, "", err
+		}
+		if newest {
+			p.recordExpiry(vault, o, f.certPEM)
 		}
 		files := []File{{Path: filePath, Mode: o.Mode, Contents: f.contents}}
 		if p.opts.WriteCertAndKeyInSeparateFiles && f.splitable && o.Format == config.FormatPEM {
@@ -250,9 +270,24 @@ func (p *Provider) fetchVersion(ctx context.Context, client keyvault.Client, o c
 		if err != nil {
 			return nil, "", err
 		}
+		if newest {
+			p.recordExpiry(vault, o, b)
+		}
 		return []File{{Path: filePath, Mode: o.Mode, Contents: b}}, c.Version, nil
 	}
 	return nil, "", fmt.Errorf("unknown object type %q", o.Type)
+}
+
+// recordExpiry exports the notAfter of the first certificate of certPEM (the leaf), so operators
+// can alert before a mounted certificate expires.
+func (p *Provider) recordExpiry(vault string, o config.Object, certPEM []byte) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return
+	}
+	if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+		p.opts.Metrics.SetCertificateExpiry(vault, o.Name, c.NotAfter)
+	}
 }
 
 func versionOrLatest(v string) string {
