@@ -59,3 +59,58 @@ clean: ## Remove build output (_output only)
 .PHONY: e2e
 e2e: build ## End-to-end: etcd, kube-apiserver, the real CSI driver, our provider and the emulator, on loopback
 	hack/e2e/run.sh
+
+# ---------------------------------------------------------------------------
+# Ship it: tools, lint, chart, manifests, image.
+# Tool versions live in hack/tools/go.mod; the *_VERSION variables above must agree.
+
+TOOLS_BIN := $(TOOLS)/bin
+HELM := $(TOOLS_BIN)/helm
+KUBECONFORM := $(TOOLS_BIN)/kubeconform
+GOLANGCI_LINT := $(TOOLS_BIN)/golangci-lint
+CHART := deploy/helm/akv-provider
+MANIFESTS := deploy/manifests
+IMAGE ?= ghcr.io/akv-csi/provider
+IMAGE_TAG ?= $(VERSION)
+
+.PHONY: tools
+tools: ## Install pinned golangci-lint, helm and kubeconform into _output/tools/bin (skips ones at the right version)
+	GO=$(GO) hack/tools/install.sh $(TOOLS_BIN) golangci-lint=$(GOLANGCI_VERSION) helm=$(HELM_VERSION) kubeconform=$(KUBECONFORM_VERSION)
+
+.PHONY: lint
+lint: tools ## Run golangci-lint (v2 config in .golangci.yml) on the root module
+	$(GOLANGCI_LINT) run --config .golangci.yml ./...
+
+.PHONY: chart-deps
+chart-deps: ## Package the secrets-store-csi-driver chart from its Go module into the chart's gitignored charts/
+	@[ -x $(HELM) ] || $(MAKE) tools
+	hack/chart/package-driver-chart.sh $(HELM) $(CHART)/charts
+
+.PHONY: helm-lint
+helm-lint: chart-deps ## helm lint --strict the chart (defaults, Windows on, driver dependency on)
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --set windows.enabled=true
+	$(HELM) lint --strict $(CHART) --set secrets-store-csi-driver.install=true
+
+.PHONY: manifests
+manifests: chart-deps ## Render deploy/manifests from the chart (fixed release name and namespace)
+	hack/chart/render-manifests.sh $(HELM) $(CHART) $(MANIFESTS)
+
+.PHONY: chart-test
+chart-test: tools ## Chart tests: lint, kubeconform, rendered values, schema, manifests drift, Dockerfile build (tag chart)
+	HELM=$(HELM) KUBECONFORM=$(KUBECONFORM) $(GO) test -tags chart -count=1 ./deploy/...
+
+.PHONY: image
+image: ## Build the Linux container image with docker (needs a running Docker engine)
+	@docker info >/dev/null 2>&1 || { echo "image: no Docker engine reachable (docker info failed); build the image where a daemon runs" >&2; exit 1; }
+	docker build --build-arg VERSION=$(VERSION) --build-arg GIT_COMMIT=$(GIT_COMMIT) --build-arg BUILD_DATE=$(BUILD_DATE) -t $(IMAGE):$(IMAGE_TAG) .
+
+.PHONY: manifests-check
+manifests-check: chart-deps ## Fail if deploy/manifests differs from what the chart renders (drift check)
+	@tmp=$$(mktemp -d); hack/chart/render-manifests.sh $(HELM) $(CHART) $$tmp; \
+	diff -ru $(MANIFESTS) $$tmp; rc=$$?; rm -rf $$tmp; \
+	if [ $$rc -ne 0 ]; then echo "deploy/manifests is stale: run make manifests" >&2; fi; exit $$rc
+
+.PHONY: bench
+bench: build ## Mount latency and request counts against the emulator with added latency; writes _output/bench.md
+	$(GO) run ./hack/bench --bin $(BIN) --out $(OUT)/bench.md

@@ -84,7 +84,7 @@ func run(ctx context.Context, o options, logger *log.Logger) error {
 	}
 	defer e.Close()
 	if o.stateDir != "" {
-		if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
+		if err := os.MkdirAll(o.stateDir, 0o750); err != nil {
 			return err
 		}
 		// endpoints.json last: its presence means everything is ready.

@@ -48,7 +48,7 @@ func TestInvalidFlagsAreErrors(t *testing.T) {
 }
 
 func TestHealthzBindFailureStopsStart(t *testing.T) {
-	taken, err := net.Listen("tcp", ":0")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

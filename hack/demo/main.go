@@ -12,16 +12,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -34,6 +31,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/akv-csi/provider/hack/internal/harness"
 	"github.com/akv-csi/provider/pkg/emulator"
 )
 
@@ -71,33 +69,16 @@ func run(bin string, out io.Writer) error {
 		return err
 	}
 
-	stateDir := filepath.Join(dir, "emulator")
-	emu, err := start(filepath.Join(dir, "emulator.log"), filepath.Join(bin, "kv-emulator"), nil,
-		"--seed", seedFile, "--state-dir", stateDir)
+	emu, endpoints, err := harness.StartEmulator(dir, bin, seedFile)
 	if err != nil {
 		return err
 	}
-	defer stop(emu)
-	var endpoints struct{ URL, ProxyURL, TenantID string }
-	if err := waitFor(func() error { return readJSON(filepath.Join(stateDir, "endpoints.json"), &endpoints) }); err != nil {
-		return fmt.Errorf("emulator did not start (see its log): %w", err)
-	}
-
-	socket := filepath.Join(dir, "providers", "azure.sock")
-	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
-		return err
-	}
-	// Exactly what an operator would set to route the provider through a proxy with a private CA.
-	env := []string{"HTTPS_PROXY=" + endpoints.ProxyURL, "HTTP_PROXY=" + endpoints.ProxyURL, "NO_PROXY=", "SSL_CERT_FILE=" + filepath.Join(stateDir, "ca.pem")}
-	prov, err := start(filepath.Join(dir, "provider.log"), filepath.Join(bin, "provider"), env,
-		"--endpoint", "unix://"+socket, "--healthz-port", "0", "--metrics-addr", "")
+	defer emu.Stop()
+	prov, socket, err := harness.StartProvider(dir, bin, endpoints)
 	if err != nil {
 		return err
 	}
-	defer stop(prov)
-	if err := waitFor(func() error { _, err := os.Stat(socket); return err }); err != nil {
-		return fmt.Errorf("provider did not create its socket: %w", err)
-	}
+	defer prov.Stop()
 
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -127,7 +108,7 @@ func run(bin string, out io.Writer) error {
 		"objectName: web-tls\nobjectType: secret\nobjectAlias: tls/web.pem",
 		"objectName: web-tls\nobjectType: secret\nobjectAlias: tls/web.pfx\nobjectFormat: pfx\nobjectEncoding: base64",
 	}
-	req := mountRequest(map[string]string{"keyvaultName": "kv-demo", "tenantId": endpoints.TenantID, "clientID": wiClient}, token, objects)
+	req := harness.MountRequest(map[string]string{"keyvaultName": "kv-demo", "tenantId": endpoints.TenantID, "clientID": wiClient}, nil, token, objects)
 
 	fmt.Fprintf(out, "\n== Mount: workload identity %s (service account %s/%s), vault kv-demo, %d objects\n", wiClient, namespace, saName, len(objects))
 	start := time.Now()
@@ -139,7 +120,7 @@ func run(bin string, out io.Writer) error {
 	printFiles(out, resp)
 
 	counters := func() (c emulator.Counters, err error) {
-		return c, getJSON(endpoints.ProxyURL+"/admin/counters", &c)
+		return c, harness.Admin(endpoints, http.MethodGet, "/admin/counters", nil, &c)
 	}
 	before, err := counters()
 	if err != nil {
@@ -154,14 +135,14 @@ func run(bin string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n== The same mount again (the driver's rotation poll)\n")
+	fmt.Fprintf(out, "\n== The same mount for a second replica of the workload (same identity, within --result-cache-ttl)\n")
 	fmt.Fprintf(out, "first mount %v, second %v; the second made %d token, %d discovery and %d challenge requests and %d Key Vault reads\n",
 		cold.Round(time.Millisecond), warm.Round(time.Millisecond), after.TokenRequests-before.TokenRequests,
 		after.DiscoveryRequests-before.DiscoveryRequests, after.Challenges-before.Challenges,
 		after.KeyVaultGetsTotal()-before.KeyVaultGetsTotal()+sum(after.KeyVaultLists)-sum(before.KeyVaultLists))
 
 	fmt.Fprintf(out, "\n== A mount the vault refuses: the node's managed identity may read secrets only\n")
-	denied := mountRequest(map[string]string{"keyvaultName": "kv-demo", "tenantId": endpoints.TenantID, "useVMManagedIdentity": "true"}, "",
+	denied := harness.MountRequest(map[string]string{"keyvaultName": "kv-demo", "tenantId": endpoints.TenantID, "useVMManagedIdentity": "true"}, nil, "",
 		[]string{"objectName: db-password\nobjectType: secret", "objectName: signing-rsa\nobjectType: key"})
 	_, err = client.Mount(ctx, denied)
 	if err == nil {
@@ -220,32 +201,6 @@ func signToken(key *rsa.PrivateKey) (string, error) {
 	return t.SignedString(key)
 }
 
-// mountRequest builds the request as the driver does: parameters merged with the pod's volume
-// context, each map JSON-encoded, and the default file mode as JSON.
-func mountRequest(params map[string]string, token string, objects []string) *v1alpha1.MountRequest {
-	attrs := map[string]string{
-		"csi.storage.k8s.io/pod.name": "demo-app", "csi.storage.k8s.io/pod.namespace": namespace,
-		"csi.storage.k8s.io/pod.uid": "00000000-0000-4000-8000-00000000d3m0", "csi.storage.k8s.io/serviceAccount.name": saName,
-		"csi.storage.k8s.io/ephemeral": "false", "secretProviderClass": "demo",
-	}
-	if token != "" {
-		tokens, _ := json.Marshal(map[string]map[string]string{"api://AzureADTokenExchange": {"token": token, "expirationTimestamp": time.Now().Add(time.Hour).Format(time.RFC3339)}})
-		attrs["csi.storage.k8s.io/serviceAccount.tokens"] = string(tokens)
-	}
-	for k, v := range params {
-		attrs[k] = v
-	}
-	var b strings.Builder
-	b.WriteString("array:\n")
-	for _, o := range objects {
-		b.WriteString("  - |\n    " + strings.ReplaceAll(o, "\n", "\n    ") + "\n")
-	}
-	attrs["objects"] = b.String()
-	a, _ := json.Marshal(attrs)
-	perm, _ := json.Marshal(os.FileMode(0o644))
-	return &v1alpha1.MountRequest{Attributes: string(a), Secrets: "{}", Permission: string(perm), TargetPath: "/var/lib/kubelet/pods/demo/volumes/kubernetes.io~csi/secrets/mount"}
-}
-
 // printFiles lists every file, and shows what is not secret: certificate subjects and chain
 // order, and public keys. Secret values are never printed.
 func printFiles(out io.Writer, resp *v1alpha1.MountResponse) {
@@ -298,59 +253,4 @@ func keyKind(k any) string {
 		return "EC " + k.Curve.Params().Name
 	}
 	return fmt.Sprintf("%T", k)
-}
-
-func start(logFile, path string, env []string, args ...string) (*exec.Cmd, error) {
-	log, err := os.Create(logFile)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(path, args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = append(os.Environ(), env...), log, log
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return nil, fmt.Errorf("start %s: %w (run make build first)", path, err)
-	}
-	return cmd, nil
-}
-
-func stop(cmd *exec.Cmd) {
-	_ = cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
-
-func waitFor(check func() error) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := check()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func readJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(data, v)
-}
-
-func getJSON(url string, v any) error {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{}).DialContext}}
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -4,6 +4,7 @@ package cloud
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -81,7 +82,7 @@ func readEnvFile(path string) (Environment, error) {
 	}
 	var f envFileFields
 	if err := json.Unmarshal(data, &f); err != nil {
-		return Environment{}, fmt.Errorf("%s %q is not an Azure environment JSON file: %v", config.CloudEnvFileName, path, err)
+		return Environment{}, fmt.Errorf("%s %q is not an Azure environment JSON file: %w", config.CloudEnvFileName, path, err)
 	}
 	var problems []string
 	u, err := url.Parse(strings.TrimSpace(f.ActiveDirectoryEndpoint))
@@ -104,7 +105,8 @@ func readEnvFile(path string) (Environment, error) {
 }
 
 func unwrapPathError(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
 		return pe.Err
 	}
 	return err

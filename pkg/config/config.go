@@ -33,7 +33,7 @@ const (
 	PodNamespace         = "csi.storage.k8s.io/pod.namespace"
 	PodUID               = "csi.storage.k8s.io/pod.uid"
 	ServiceAccountName   = "csi.storage.k8s.io/serviceAccount.name"
-	ServiceAccountTokens = "csi.storage.k8s.io/serviceAccount.tokens"
+	ServiceAccountTokens = "csi.storage.k8s.io/serviceAccount.tokens" //nolint:gosec // a parameter name, not a credential
 )
 
 // WorkloadIdentityAudience is the audience of the service account token that Entra ID

@@ -12,6 +12,8 @@ import (
 )
 
 // saToken is a well-formed (unsigned) service account token; config never verifies it.
+//
+//nolint:gosec // an unsigned test token
 const saToken = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2lzc3VlciIsInN1YiI6InN5c3RlbTpzZXJ2aWNlYWNjb3VudDpkZWZhdWx0OmFwcCJ9.c2ln"
 
 func tokensJSON(audience, token string) string {

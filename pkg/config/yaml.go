@@ -32,10 +32,10 @@ func decodeObjectsArray(raw string) ([]string, error) {
 		Array *[]string `yaml:"array"`
 	}
 	if err := decodeStrict(raw, &doc); err != nil {
-		return nil, fmt.Errorf("%s is not a YAML document of the form \"array: [<object YAML>, ...]\": %s", Objects, err)
+		return nil, fmt.Errorf("%s is not a YAML document of the form \"array: [<object YAML>, ...]\": %w", Objects, err)
 	}
 	if doc.Array == nil {
-		return nil, fmt.Errorf("%s has no \"array:\" key: write objects: | array: - | objectName: ...", Objects)
+		return nil, fmt.Errorf("%s has no \"array:\" key: write objects: | array: - | objectName: <name>", Objects)
 	}
 	return *doc.Array, nil
 }
@@ -46,7 +46,7 @@ func unmarshalStrict(entry string, e *objectEntry) error {
 	}
 	if err := decodeStrict(entry, e); err != nil {
 		return fmt.Errorf("not a valid object (fields: objectName, objectType, objectAlias, objectVersion, "+
-			"objectVersionHistory, objectFormat, objectEncoding, filePermission): %s", err)
+			"objectVersionHistory, objectFormat, objectEncoding, filePermission): %w", err)
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
-	"crypto/sha1"
+	"crypto/sha1" //nolint:gosec // x5t is defined as a SHA-1 thumbprint
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -151,11 +151,11 @@ func TestSecretsBothRoutes(t *testing.T) {
 				t.Errorf("enabled (-want +got):\n%s", diff)
 			}
 			_, err = c.GetSecret(ctx, "s1", want[2].Version, nil)
-			assertResponseError(t, err, 403, "Forbidden")
+			_ = assertResponseError(t, err, 403, "Forbidden")
 			_, err = c.GetSecret(ctx, "disabled-latest", "", nil)
-			assertResponseError(t, err, 403, "Forbidden")
+			_ = assertResponseError(t, err, 403, "Forbidden")
 			_, err = c.GetSecret(ctx, "missing", "", nil)
-			assertResponseError(t, err, 404, "SecretNotFound")
+			_ = assertResponseError(t, err, 404, "SecretNotFound")
 		})
 	}
 }
@@ -278,7 +278,7 @@ func TestKeys(t *testing.T) {
 		t.Errorf("n is not base64url-raw: %s", n64)
 	}
 	_, err = c.GetKey(ctx, "missing", "", nil)
-	assertResponseError(t, err, 404, "KeyNotFound")
+	_ = assertResponseError(t, err, 404, "KeyNotFound")
 }
 
 // Wire §3.5 and §4: the three faces of a certificate.
@@ -306,7 +306,7 @@ func TestCertificateFaces(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum := sha1.Sum(leaf.Raw)
+			sum := sha1.Sum(leaf.Raw) //nolint:gosec // x5t is the SHA-1 thumbprint
 			if !bytes.Equal(leaf.Raw, want.Leaf.Raw) || !bytes.Equal(cert.X509Thumbprint, sum[:]) {
 				t.Error("cer/x5t differ from the expected leaf")
 			}
@@ -367,7 +367,7 @@ func TestCertificateFaces(t *testing.T) {
 		t.Errorf("old pfx version secret differs: %v", err)
 	}
 	_, err = cc.GetCertificate(ctx, "missing", "", nil)
-	assertResponseError(t, err, 404, "CertificateNotFound")
+	_ = assertResponseError(t, err, 404, "CertificateNotFound")
 }
 
 func checkSecretValue(t *testing.T, value string, want *CertMaterial) {
@@ -702,7 +702,7 @@ func TestFaults(t *testing.T) {
 	}
 	e.SetFaults(Faults{Unavailable: 10})
 	_, err := c.GetSecret(ctx, "a", "", nil)
-	assertResponseError(t, err, 503, "ServiceUnavailable")
+	_ = assertResponseError(t, err, 503, "ServiceUnavailable")
 	e.SetFaults(Faults{})
 
 	// Token failures: 500 from Entra is retried by azidentity's pipeline.
@@ -755,7 +755,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("grants: %d %s", r.status, r.body)
 	}
 	_, err = c.GetSecret(ctx, "a", "", nil)
-	assertResponseError(t, err, 403, "Forbidden")
+	_ = assertResponseError(t, err, 403, "Forbidden")
 	if r := do(t, hc, "PUT", admin+"/grants", "", nil, strings.NewReader(`[{"identity":"x","vault":"kv-a","types":["bogus"]}]`)); r.status != 400 {
 		t.Errorf("bad grants accepted: %d", r.status)
 	}

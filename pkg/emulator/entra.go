@@ -94,7 +94,7 @@ func aadError(w http.ResponseWriter, status int, code string, aadsts int, desc s
 	})
 }
 
-const jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+const jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" //nolint:gosec // an OAuth type name, not a credential
 
 func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request, tenant string) {
 	if r.Method != http.MethodPost {

@@ -2,7 +2,7 @@ package emulator
 
 import (
 	"crypto/rsa"
-	"crypto/sha1"
+	"crypto/sha1" //nolint:gosec // x5t is defined as a SHA-1 thumbprint
 	"fmt"
 	"net"
 	"net/http"
@@ -356,7 +356,7 @@ func keyJSON(k jwk, kid, kty string) map[string]any {
 }
 
 func x5t(cv *certVersion) string {
-	sum := sha1.Sum(cv.leaf.Raw)
+	sum := sha1.Sum(cv.leaf.Raw) //nolint:gosec // x5t is the SHA-1 thumbprint by definition
 	return b64url(sum[:])
 }
 

@@ -87,7 +87,7 @@ func (e *Emulator) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The client may already have sent its ClientHello into our buffer.
-	var c net.Conn = conn
+	c := net.Conn(conn)
 	if brw.Reader.Buffered() > 0 {
 		c = &bufferedConn{Conn: conn, r: brw.Reader}
 	}

@@ -62,17 +62,29 @@ type accessToken struct {
 
 // verifyAccessToken checks signature and lifetime; the caller checks
 // tenant and audience. The error text is an AKV10xxx message.
+// akvError is one of Key Vault's own 401 messages, kept word for word (with its full stop).
+type akvError string
+
+func (e akvError) Error() string { return string(e) }
+
+// Key Vault's 401 messages.
+const (
+	akvTokenExpired = "AKV10000: Request is missing a Bearer or PoP token. Token is expired." //nolint:gosec // a message, not a credential
+	akvUnknownKey   = "AKV10046: Unable to find matching signing key for token."
+	akvMalformed    = "AKV10005: Invalid token. The token is malformed."
+)
+
 func (e *Emulator) verifyAccessToken(raw string) (*accessToken, error) {
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return &e.tokenKey.PublicKey, nil },
 		jwt.WithValidMethods([]string{"RS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second))
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, errors.New("AKV10000: Request is missing a Bearer or PoP token. Token is expired.")
+		return nil, akvError(akvTokenExpired)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return nil, errors.New("AKV10046: Unable to find matching signing key for token.")
+		return nil, akvError(akvUnknownKey)
 	case err != nil:
-		return nil, errors.New("AKV10005: Invalid token. The token is malformed.")
+		return nil, akvError(akvMalformed)
 	}
 	aud, _ := claims.GetAudience()
 	tid, _ := claims["tid"].(string)

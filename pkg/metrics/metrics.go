@@ -32,13 +32,26 @@ type Recorder interface {
 // Nop is a Recorder that records nothing.
 type Nop struct{}
 
-func (Nop) ObserveMount(string, time.Duration)                           {}
+// ObserveMount does nothing.
+func (Nop) ObserveMount(string, time.Duration) {}
+
+// ObserveKeyVaultRequest does nothing.
 func (Nop) ObserveKeyVaultRequest(string, string, string, time.Duration) {}
-func (Nop) ObserveTokenRequest(string, string)                           {}
-func (Nop) ObserveRead(string)                                           {}
-func (Nop) ObserveThrottled()                                            {}
-func (Nop) ObserveRetry()                                                {}
-func (Nop) SetCertificateExpiry(string, string, time.Time)               {}
+
+// ObserveTokenRequest does nothing.
+func (Nop) ObserveTokenRequest(string, string) {}
+
+// ObserveRead does nothing.
+func (Nop) ObserveRead(string) {}
+
+// ObserveThrottled does nothing.
+func (Nop) ObserveThrottled() {}
+
+// ObserveRetry does nothing.
+func (Nop) ObserveRetry() {}
+
+// SetCertificateExpiry does nothing.
+func (Nop) SetCertificateExpiry(string, string, time.Time) {}
 
 // Metrics is the Prometheus Recorder.
 type Metrics struct {

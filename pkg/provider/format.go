@@ -217,7 +217,7 @@ func ecCurve(crv string) (ecdh.Curve, int) {
 // formatCert writes a certificate as one CERTIFICATE PEM block.
 func formatCert(c keyvault.Certificate) ([]byte, error) {
 	if len(c.DER) == 0 {
-		return nil, errors.New("Key Vault returned a certificate without its cer field")
+		return nil, errors.New("the certificate from Key Vault has no cer field")
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}), nil
 }

@@ -143,7 +143,7 @@ func throttled[T any](ctx context.Context, c *sharedClient, fetch func(context.C
 		}
 		delay := kvErr.RetryAfter
 		if delay <= 0 {
-			delay = time.Duration(float64(backoff) * (0.5 + rand.Float64())) // jitter: 0.5x-1.5x
+			delay = time.Duration(float64(backoff) * (0.5 + rand.Float64())) //nolint:gosec // jitter, not a secret: 0.5x-1.5x
 			backoff = min(2*backoff, 16*time.Second)
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Now().Add(delay).After(deadline) {

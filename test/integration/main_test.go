@@ -81,7 +81,10 @@ func run(m *testing.M) int {
 	}
 	// What an operator sets on the provider's container: Go reads these once, on first use.
 	for k, v := range map[string]string{"SSL_CERT_FILE": caFile, "HTTPS_PROXY": em.ProxyURL(), "HTTP_PROXY": em.ProxyURL(), "NO_PROXY": ""} {
-		os.Setenv(k, v)
+		if err := os.Setenv(k, v); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)

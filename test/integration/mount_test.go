@@ -288,7 +288,9 @@ func TestMountErrors(t *testing.T) {
 		}
 		return p
 	}
-	sp := func(id, secret string) map[string]string { return map[string]string{"clientid": id, "clientsecret": secret} }
+	sp := func(id, secret string) map[string]string {
+		return map[string]string{"clientid": id, "clientsecret": secret}
+	}
 	plain := "objectName: plain\nobjectType: secret"
 	tests := []struct {
 		name string
@@ -418,5 +420,3 @@ func TestWarmMountReusesIdentity(t *testing.T) {
 		t.Errorf("warm Key Vault GETs (-want +got):\n%s", diff)
 	}
 }
-
-

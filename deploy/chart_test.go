@@ -1,0 +1,1130 @@
+//go:build chart
+
+// Package deploy_test checks the Helm chart, the rendered manifests and the
+// Dockerfiles. Run with `make chart-test`, which installs the pinned tools and
+// passes them in HELM and KUBECONFORM; a missing tool fails the tests.
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"debug/pe"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+
+	"github.com/akv-csi/provider/hack/chart/schemagen"
+)
+
+const (
+	chartDir      = "helm/akv-provider"
+	manifestsDir  = "manifests"
+	kubeVersion   = "v1.34.4" // k8s.io/kubernetes module whose swagger.json gives the schemas
+	driverVersion = "1.5.6"
+	release       = "akv-provider"
+	namespace     = "kube-system"
+)
+
+// tool returns the path in the environment variable env, failing the test if
+// it is unset or not executable.
+func tool(t *testing.T, env string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		t.Fatalf("%s is not set; run `make chart-test` (it installs the pinned tools and sets it)", env)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		t.Fatalf("%s=%s is not an executable file (err: %v)", env, p, err)
+	}
+	return p
+}
+
+func run(t *testing.T, dir string, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func mustRun(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	out, err := run(t, dir, env, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+var (
+	depsOnce sync.Once
+	depsErr  error
+)
+
+// chartDeps packages the driver chart from its Go module into charts/, as
+// `make chart-deps` does (same script).
+func chartDeps(t *testing.T) {
+	t.Helper()
+	helm := tool(t, "HELM")
+	depsOnce.Do(func() {
+		out, err := run(t, "..", nil, "hack/chart/package-driver-chart.sh", helm, filepath.Join("deploy", chartDir, "charts"))
+		if err != nil {
+			depsErr = fmt.Errorf("package driver chart: %w\n%s", err, out)
+		}
+	})
+	if depsErr != nil {
+		t.Fatal(depsErr)
+	}
+}
+
+// helmTemplate renders the chart with the given extra arguments.
+func helmTemplate(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	chartDeps(t)
+	base := []string{"template", release, chartDir, "--namespace", namespace, "--kube-version", kubeVersion}
+	return run(t, ".", nil, tool(t, "HELM"), append(base, args...)...)
+}
+
+func TestHelmLintStrict(t *testing.T) {
+	chartDeps(t)
+	helm := tool(t, "HELM")
+	for name, args := range map[string][]string{
+		"defaults":        nil,
+		"windows":         {"--set", "windows.enabled=true"},
+		"driver":          {"--set", "secrets-store-csi-driver.install=true"},
+		"everything":      {"--set", "windows.enabled=true,secrets-store-csi-driver.install=true,secrets-store-csi-driver.windows.enabled=true,caBundle.configMapName=corp-ca"},
+		"no-linux-no-sa":  {"--set", "linux.enabled=false,serviceAccount.create=false"},
+		"image-by-digest": {"--set", "linux.image.digest=sha256:" + strings.Repeat("ab", 32)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out := mustRun(t, ".", nil, helm, append([]string{"lint", "--strict", chartDir}, args...)...)
+			if !strings.Contains(out, "0 chart(s) failed") {
+				t.Errorf("helm lint output:\n%s", out)
+			}
+		})
+	}
+}
+
+var (
+	schemaOnce sync.Once
+	schemaDir  string
+	schemaErr  error
+)
+
+// kubeSchemas generates kubeconform schemas from the swagger.json in the
+// k8s.io/kubernetes module zip (downloaded through the module proxy once).
+func kubeSchemas(t *testing.T) string {
+	t.Helper()
+	schemaOnce.Do(func() {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		dir := filepath.Join(cache, "akv-provider-chart-test", "schemas-"+kubeVersion)
+		if _, err := os.Stat(filepath.Join(dir, "daemonset-apps-v1.json")); err == nil {
+			schemaDir = dir
+			return
+		}
+		out, err := exec.Command("go", "mod", "download", "-json", "k8s.io/kubernetes@"+kubeVersion).Output()
+		if err != nil {
+			schemaErr = fmt.Errorf("go mod download k8s.io/kubernetes@%s: %w", kubeVersion, err)
+			return
+		}
+		var mod struct{ Dir string }
+		if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+			schemaErr = fmt.Errorf("go mod download output %q: %w", out, err)
+			return
+		}
+		tmp := dir + ".tmp"
+		_ = os.RemoveAll(tmp)
+		if _, err := schemagen.Generate(filepath.Join(mod.Dir, "api", "openapi-spec", "swagger.json"), tmp, true); err != nil {
+			schemaErr = err
+			return
+		}
+		_ = os.RemoveAll(dir)
+		if err := os.Rename(tmp, dir); err != nil {
+			schemaErr = err
+			return
+		}
+		schemaDir = dir
+	})
+	if schemaErr != nil {
+		t.Fatal(schemaErr)
+	}
+	return schemaDir
+}
+
+func kubeconform(t *testing.T, manifests string) (string, error) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(f, []byte(manifests), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loc := filepath.Join(kubeSchemas(t), "{{ .ResourceKind }}{{ .KindSuffix }}.json")
+	return run(t, ".", nil, tool(t, "KUBECONFORM"), "-strict", "-summary", "-schema-location", loc, f)
+}
+
+func TestKubeconform(t *testing.T) {
+	kubeSchemas(t)
+	for name, args := range map[string][]string{
+		"defaults":   nil,
+		"windows":    {"--set", "windows.enabled=true"},
+		"driver":     {"--include-crds", "--set", "secrets-store-csi-driver.install=true"},
+		"everything": {"--include-crds", "-f", "testdata/all-values.yaml"},
+		"ca-secret":  {"--set", "caBundle.secretName=corp-ca,caBundle.key=bundle.pem"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rendered, err := helmTemplate(t, args...)
+			if err != nil {
+				t.Fatalf("helm template: %v\n%s", err, rendered)
+			}
+			out, err := kubeconform(t, rendered)
+			if err != nil || !strings.Contains(out, "Invalid: 0, Errors: 0, Skipped: 0") {
+				t.Fatalf("kubeconform (err %v):\n%s", err, out)
+			}
+			t.Log(strings.TrimSpace(out))
+		})
+	}
+	for _, m := range []string{"akv-provider.yaml", "akv-provider-windows.yaml"} {
+		t.Run("manifests/"+m, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(manifestsDir, m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out, err := kubeconform(t, string(data)); err != nil {
+				t.Fatalf("kubeconform: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// The schemas must really bite: a typo, a wrong type and a null where the
+// API allows one must be told apart.
+func TestKubeconformCatchesMistakes(t *testing.T) {
+	rendered, err := helmTemplate(t)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, rendered)
+	}
+	for name, tc := range map[string]struct{ from, to string }{
+		"unknown field": {"imagePullPolicy:", "imagePullPolicyy:"},
+		"wrong type":    {"containerPort: 8989", "containerPort: \"x\""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := strings.Replace(rendered, tc.from, tc.to, 1)
+			if bad == rendered {
+				t.Fatalf("%q not found in the rendered chart", tc.from)
+			}
+			if out, err := kubeconform(t, bad); err == nil {
+				t.Fatalf("kubeconform accepted a manifest with %s:\n%s", name, out)
+			}
+		})
+	}
+	ok := strings.Replace(rendered, "  namespace: kube-system\n", "  namespace: kube-system\n  creationTimestamp: null\n", 1)
+	if out, err := kubeconform(t, ok+"---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: x}\nspec: {maxUnavailable: 1}\n"); err != nil {
+		t.Fatalf("kubeconform rejected null / int-or-string:\n%s", out)
+	}
+}
+
+type object struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Metadata   map[string]any `json:"metadata"`
+	Spec       map[string]any `json:"spec"`
+	raw        []byte
+}
+
+func parse(t *testing.T, manifests string) []object {
+	t.Helper()
+	var objs []object
+	for _, doc := range strings.Split(manifests, "\n---") {
+		if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
+			continue
+		}
+		j, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatalf("parse rendered YAML: %v\n%s", err, doc)
+		}
+		if string(j) == "null" {
+			continue
+		}
+		var o object
+		if err := json.Unmarshal(j, &o); err != nil {
+			t.Fatal(err)
+		}
+		o.raw = j
+		objs = append(objs, o)
+	}
+	return objs
+}
+
+type daemonSet struct {
+	Metadata struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		Selector       map[string]any `json:"selector"`
+		UpdateStrategy map[string]any `json:"updateStrategy"`
+		Template       struct {
+			Metadata struct {
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+			Spec struct {
+				ServiceAccountName           string              `json:"serviceAccountName"`
+				AutomountServiceAccountToken *bool               `json:"automountServiceAccountToken"`
+				ImagePullSecrets             []map[string]string `json:"imagePullSecrets"`
+				PriorityClassName            string              `json:"priorityClassName"`
+				SecurityContext              map[string]any      `json:"securityContext"`
+				NodeSelector                 map[string]string   `json:"nodeSelector"`
+				Tolerations                  []map[string]any    `json:"tolerations"`
+				Affinity                     map[string]any      `json:"affinity"`
+				Volumes                      []map[string]any    `json:"volumes"`
+				Containers                   []struct {
+					Name            string           `json:"name"`
+					Image           string           `json:"image"`
+					ImagePullPolicy string           `json:"imagePullPolicy"`
+					Args            []string         `json:"args"`
+					Ports           []map[string]any `json:"ports"`
+					LivenessProbe   map[string]any   `json:"livenessProbe"`
+					Env             []map[string]any `json:"env"`
+					Resources       map[string]any   `json:"resources"`
+					SecurityContext map[string]any   `json:"securityContext"`
+					VolumeMounts    []map[string]any `json:"volumeMounts"`
+				} `json:"containers"`
+			} `json:"spec"`
+		} `json:"template"`
+	} `json:"spec"`
+}
+
+func findDaemonSet(t *testing.T, objs []object, name string) daemonSet {
+	t.Helper()
+	for _, o := range objs {
+		if o.Kind == "DaemonSet" && o.Metadata["name"] == name {
+			var ds daemonSet
+			if err := json.Unmarshal(o.raw, &ds); err != nil {
+				t.Fatal(err)
+			}
+			if len(ds.Spec.Template.Spec.Containers) != 1 {
+				t.Fatalf("DaemonSet %s has %d containers, want 1", name, len(ds.Spec.Template.Spec.Containers))
+			}
+			return ds
+		}
+	}
+	t.Fatalf("no DaemonSet %q rendered", name)
+	return daemonSet{}
+}
+
+// jsonOf normalises a Go literal to what the JSON decoder produces.
+func jsonOf(t *testing.T, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diff(t *testing.T, what string, want, got any) {
+	t.Helper()
+	if d := cmp.Diff(jsonOf(t, want), jsonOf(t, got)); d != "" {
+		t.Errorf("%s (-want +got):\n%s", what, d)
+	}
+}
+
+type m = map[string]any
+
+func TestDaemonSetDefaults(t *testing.T) {
+	out, err := helmTemplate(t)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	objs := parse(t, out)
+	var kinds []string
+	for _, o := range objs {
+		kinds = append(kinds, o.Kind)
+		if strings.Contains(o.Kind, "Role") {
+			t.Errorf("the chart renders %s; the provider needs no RBAC", o.Kind)
+		}
+	}
+	sort.Strings(kinds)
+	diff(t, "kinds", []string{"DaemonSet", "ServiceAccount"}, kinds)
+
+	ds := findDaemonSet(t, objs, release)
+	pod := ds.Spec.Template.Spec
+	c := pod.Containers[0]
+	diff(t, "args", []string{
+		"--endpoint=unix:///provider/azure.sock",
+		"--log-format-json=true",
+		"-v=0",
+		"--healthz-port=8989",
+		"--healthz-path=/healthz",
+		"--healthz-timeout=5s",
+		"--metrics-addr=:8898",
+		"--construct-pem-chain=true",
+		"--write-cert-and-key-in-separate-files=false",
+		"--cloud-name=AzurePublicCloud",
+	}, c.Args)
+	diff(t, "image", "ghcr.io/akv-csi/provider:v0.1.0", c.Image)
+	diff(t, "ports", []m{
+		{"name": "healthz", "containerPort": 8989, "protocol": "TCP"},
+		{"name": "metrics", "containerPort": 8898, "protocol": "TCP"},
+	}, c.Ports)
+	diff(t, "livenessProbe", m{
+		"httpGet":             m{"path": "/healthz", "port": 8989},
+		"initialDelaySeconds": 5, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 3,
+	}, c.LivenessProbe)
+	diff(t, "container securityContext", m{
+		"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": false,
+		"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+		"capabilities":   m{"drop": []string{"ALL"}},
+		"seccompProfile": m{"type": "RuntimeDefault"},
+	}, c.SecurityContext)
+	diff(t, "pod securityContext", m{"seccompProfile": m{"type": "RuntimeDefault"}}, pod.SecurityContext)
+	diff(t, "automountServiceAccountToken", false, pod.AutomountServiceAccountToken)
+	diff(t, "serviceAccountName", release, pod.ServiceAccountName)
+	diff(t, "priorityClassName", "system-node-critical", pod.PriorityClassName)
+	diff(t, "nodeSelector", m{"kubernetes.io/os": "linux"}, pod.NodeSelector)
+	diff(t, "tolerations", []m{{"operator": "Exists"}}, pod.Tolerations)
+	diff(t, "affinity", m{"nodeAffinity": m{"requiredDuringSchedulingIgnoredDuringExecution": m{
+		"nodeSelectorTerms": []m{{"matchExpressions": []m{{"key": "type", "operator": "NotIn", "values": []string{"virtual-kubelet"}}}}},
+	}}}, pod.Affinity)
+	diff(t, "volumes", []m{{"name": "providers-dir", "hostPath": m{"path": "/var/run/secrets-store-csi-providers", "type": "DirectoryOrCreate"}}}, pod.Volumes)
+	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}}, c.VolumeMounts)
+	diff(t, "env", []m(nil), c.Env)
+	diff(t, "updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": 1}}, ds.Spec.UpdateStrategy)
+	for _, o := range objs {
+		if o.Kind == "ServiceAccount" {
+			var sa struct {
+				Automount *bool `json:"automountServiceAccountToken"`
+			}
+			_ = json.Unmarshal(o.raw, &sa)
+			diff(t, "ServiceAccount automountServiceAccountToken", false, sa.Automount)
+		}
+	}
+}
+
+// TestDaemonSetFromValues renders testdata/all-values.yaml, which sets every
+// value away from its default, and checks each one lands where it should.
+func TestDaemonSetFromValues(t *testing.T) {
+	out, err := helmTemplate(t, "-f", "testdata/all-values.yaml")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	objs := parse(t, out)
+	ds := findDaemonSet(t, objs, "kv")
+	pod := ds.Spec.Template.Spec
+	c := pod.Containers[0]
+	diff(t, "args", []string{
+		"--endpoint=unix:///provider/kv_1.sock",
+		"--log-format-json=false",
+		"-v=4",
+		"--healthz-port=9001",
+		"--healthz-path=/livez",
+		"--healthz-timeout=2500ms",
+		"--metrics-addr=:9002",
+		"--construct-pem-chain=false",
+		"--write-cert-and-key-in-separate-files=true",
+		"--cloud-name=AzureUSGovernmentCloud",
+	}, c.Args)
+	diff(t, "image", "registry.example.com:5000/team/akv@sha256:"+strings.Repeat("0f", 32), c.Image)
+	diff(t, "pullPolicy", "Always", c.ImagePullPolicy)
+	diff(t, "ports", []m{
+		{"name": "healthz", "containerPort": 9001, "protocol": "TCP"},
+		{"name": "metrics", "containerPort": 9002, "protocol": "TCP"},
+	}, c.Ports)
+	diff(t, "livenessProbe", m{
+		"httpGet":             m{"path": "/livez", "port": 9001},
+		"initialDelaySeconds": 5, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 3,
+	}, c.LivenessProbe)
+	diff(t, "securityContext", m{
+		"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": false,
+		"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+		"capabilities":   m{"drop": []string{"ALL"}},
+		"seccompProfile": m{"type": "RuntimeDefault"},
+	}, c.SecurityContext)
+	diff(t, "env", []m{
+		{"name": "SSL_CERT_FILE", "value": "/etc/akv-provider/ca/ca.crt"},
+		{"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"},
+		{"name": "NO_PROXY", "value": "10.0.0.0/8,.svc,.cluster.local"},
+	}, c.Env)
+	diff(t, "resources", m{"requests": m{"cpu": "10m", "memory": "64Mi"}, "limits": m{"cpu": 1, "memory": "128Mi"}}, c.Resources)
+	diff(t, "volumeMounts", []m{
+		{"name": "providers-dir", "mountPath": "/provider"},
+		{"name": "ca-bundle", "mountPath": "/etc/akv-provider/ca", "readOnly": true},
+		{"name": "scratch", "mountPath": "/scratch"},
+	}, c.VolumeMounts)
+	diff(t, "volumes", []m{
+		{"name": "providers-dir", "hostPath": m{"path": "/etc/kubernetes/secrets-store-csi-providers", "type": "DirectoryOrCreate"}},
+		{"name": "ca-bundle", "configMap": m{"name": "corp-ca", "items": []m{{"key": "root.pem", "path": "ca.crt"}}}},
+		{"name": "scratch", "emptyDir": m{}},
+	}, pod.Volumes)
+	diff(t, "serviceAccountName", "akv-sa", pod.ServiceAccountName)
+	diff(t, "imagePullSecrets", []m{{"name": "regcred"}}, pod.ImagePullSecrets)
+	diff(t, "priorityClassName", "high", pod.PriorityClassName)
+	diff(t, "nodeSelector", m{"kubernetes.io/os": "linux", "pool": "system"}, pod.NodeSelector)
+	diff(t, "tolerations", []m{{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}}, pod.Tolerations)
+	diff(t, "affinity", m{"nodeAffinity": m{"requiredDuringSchedulingIgnoredDuringExecution": m{
+		"nodeSelectorTerms": []m{{"matchExpressions": []m{{"key": "pool", "operator": "In", "values": []string{"system"}}}}},
+	}}}, pod.Affinity)
+	diff(t, "updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": "20%"}}, ds.Spec.UpdateStrategy)
+	if got := ds.Spec.Template.Metadata.Labels["team"]; got != "secrets" {
+		t.Errorf("pod label team = %q, want secrets", got)
+	}
+	diff(t, "podAnnotations", map[string]string{"prometheus.io/scrape": "true"}, ds.Spec.Template.Metadata.Annotations)
+
+	// Windows: same options, its own block.
+	w := findDaemonSet(t, objs, "kv-windows")
+	wp := w.Spec.Template.Spec
+	wc := wp.Containers[0]
+	diff(t, "windows args", []string{
+		`--endpoint=unix://C:\provider\kv_1.sock`,
+		"--log-format-json=false",
+		"-v=4",
+		"--healthz-port=9101",
+		"--healthz-path=/healthz",
+		"--healthz-timeout=5s",
+		"--metrics-addr=:9102",
+		"--construct-pem-chain=false",
+		"--write-cert-and-key-in-separate-files=true",
+		"--cloud-name=AzureUSGovernmentCloud",
+	}, wc.Args)
+	diff(t, "windows image", "registry.example.com:5000/team/akv:v9-windows", wc.Image)
+	diff(t, "windows ports", []m{
+		{"name": "healthz", "containerPort": 9101, "protocol": "TCP"},
+		{"name": "metrics", "containerPort": 9102, "protocol": "TCP"},
+	}, wc.Ports)
+	diff(t, "windows securityContext", m{"windowsOptions": m{"runAsUserName": "ContainerAdministrator"}}, wc.SecurityContext)
+	diff(t, "windows volumes", []m{{"name": "providers-dir", "hostPath": m{"path": `D:\csi\providers`, "type": "DirectoryOrCreate"}}}, wp.Volumes)
+	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}}, wc.VolumeMounts)
+	diff(t, "windows env", []m{{"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}}, wc.Env)
+	diff(t, "windows nodeSelector", m{"kubernetes.io/os": "windows"}, wp.NodeSelector)
+	diff(t, "windows automount", false, wp.AutomountServiceAccountToken)
+
+	// The driver dependency: tokenRequests and the providers directory.
+	var csiDriver, driverDS bool
+	for _, o := range objs {
+		switch {
+		case o.Kind == "CSIDriver":
+			csiDriver = true
+			diff(t, "CSIDriver tokenRequests", []m{{"audience": "api://AzureADTokenExchange"}}, o.Spec["tokenRequests"])
+		case o.Kind == "DaemonSet" && o.Metadata["name"] == "secrets-store-csi-driver":
+			driverDS = true
+			if !bytes.Contains(o.raw, []byte(`"path":"/etc/kubernetes/secrets-store-csi-providers"`)) {
+				t.Errorf("driver DaemonSet does not mount the provider's directory: %s", o.raw)
+			}
+		}
+	}
+	if !csiDriver || !driverDS {
+		t.Errorf("driver objects missing: CSIDriver %v, driver DaemonSet %v", csiDriver, driverDS)
+	}
+}
+
+func TestDriverDependencyValues(t *testing.T) {
+	out, err := helmTemplate(t, "--set", "secrets-store-csi-driver.install=true")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	objs := parse(t, out)
+	found := false
+	for _, o := range objs {
+		if o.Kind == "CSIDriver" {
+			found = true
+			diff(t, "tokenRequests", []m{{"audience": "api://AzureADTokenExchange"}}, o.Spec["tokenRequests"])
+		}
+		if o.Kind == "DaemonSet" && o.Metadata["name"] == "secrets-store-csi-driver" &&
+			!bytes.Contains(o.raw, []byte(`"path":"/var/run/secrets-store-csi-providers"`)) {
+			t.Errorf("driver does not use /var/run/secrets-store-csi-providers: %s", o.raw)
+		}
+	}
+	if !found {
+		t.Fatal("no CSIDriver rendered with secrets-store-csi-driver.install=true")
+	}
+	// Off by default: none of the driver's objects.
+	out, err = helmTemplate(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "kind: CSIDriver") {
+		t.Error("the driver is rendered although secrets-store-csi-driver.install defaults to false")
+	}
+}
+
+// schemaNode is the part of JSON schema the chart uses.
+type schemaNode struct {
+	Type                 any                    `json:"type"`
+	Properties           map[string]*schemaNode `json:"properties"`
+	AdditionalProperties any                    `json:"additionalProperties"`
+	Items                *schemaNode            `json:"items"`
+	Description          string                 `json:"description"`
+	Enum                 []any                  `json:"enum"`
+	Pattern              string                 `json:"pattern"`
+	Minimum              *float64               `json:"minimum"`
+	Maximum              *float64               `json:"maximum"`
+}
+
+func (n *schemaNode) types() []string {
+	switch v := n.Type.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		var out []string
+		for _, x := range v {
+			out = append(out, fmt.Sprint(x))
+		}
+		return out
+	}
+	return nil
+}
+
+func loadSchema(t *testing.T) *schemaNode {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s schemaNode
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+type leaf struct {
+	path []string
+	node *schemaNode
+}
+
+// walk lists every property of the schema, depth first, in key order.
+func walk(n *schemaNode, prefix []string, fn func(leaf)) {
+	keys := make([]string, 0, len(n.Properties))
+	for k := range n.Properties {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		p := append(slices.Clone(prefix), k)
+		fn(leaf{p, n.Properties[k]})
+		walk(n.Properties[k], p, fn)
+	}
+}
+
+// wrongValue is a JSON value of a type the node does not allow, preferring
+// the likely mistakes: a string where a number or boolean belongs, a number
+// where a string belongs.
+func wrongValue(types []string) (string, bool) {
+	for _, cand := range []struct{ typ, val string }{
+		{"string", `"not-of-this-type"`},
+		{"integer", `7`},
+		{"boolean", `true`},
+		{"object", `{"not":"of this type"}`},
+	} {
+		if slices.Contains(types, cand.typ) || (cand.typ == "integer" && slices.Contains(types, "number")) {
+			continue
+		}
+		return cand.val, true
+	}
+	return "", false
+}
+
+func TestSchemaRejectsWrongTypes(t *testing.T) {
+	s := loadSchema(t)
+	count := 0
+	walk(s, nil, func(l leaf) {
+		types := l.node.types()
+		if len(types) == 0 {
+			t.Errorf("%s has no type in values.schema.json", strings.Join(l.path, "."))
+			return
+		}
+		bad, ok := wrongValue(types)
+		if !ok {
+			return
+		}
+		count++
+		key := strings.Join(l.path, ".")
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			out, err := helmTemplate(t, "--set-json", key+"="+bad)
+			if err == nil {
+				t.Fatalf("helm template accepted %s=%s", key, bad)
+			}
+			// A subchart's whole value block is rejected while merging, before the schema.
+			if !strings.Contains(out, "values don't meet the specifications of the schema") && key != "secrets-store-csi-driver" {
+				t.Fatalf("%s=%s failed, but not in the schema:\n%s", key, bad, out)
+			}
+		})
+	})
+	if count < 60 {
+		t.Errorf("only %d typed values tested", count)
+	}
+}
+
+func TestSchemaRejectsBadValues(t *testing.T) {
+	cases := []struct {
+		set, want string
+	}{
+		{"socketName=azure", "schema"},
+		{"socketName=../azure.sock", "schema"},
+		{"socketName=" + strings.Repeat("a", 31) + ".sock", "schema"},
+		{"linux.image.pullPolicy=Sometimes", "schema"},
+		{"linux.image.digest=latest", "schema"},
+		{"linux.image.tag=v1 2", "schema"},
+		{"linux.image.repository=", "schema"},
+		{"linux.healthzPort=0", "schema"},
+		{"linux.metricsPort=65536", "schema"},
+		{"linux.healthzPath=healthz", "schema"},
+		{"linux.healthzTimeout=5", "schema"},
+		{"linux.providersDir=var/run", "schema"},
+		{"windows.providersDir=/var/run", "schema"},
+		{"windows.updateStrategy.type=Recreate", "schema"},
+		{"logVerbosity=-1", "schema"},
+		{"cloudName=Azure Public", "schema"},
+		{"nameOverride=Bad_Name", "schema"},
+		{"linux.imageTag=v1", "schema"},             // unknown key
+		{"linux.resources.request.cpu=1", "schema"}, // typo
+		{"unknownTopLevel=1", "schema"},
+		{"caBundle.configMapName=a,caBundle.secretName=b", "set configMapName or secretName, not both"},
+		{"secrets-store-csi-driver.install=true,linux.providersDir=/other", "must equal linux.providersDir"},
+		{`secrets-store-csi-driver.install=true,windows.enabled=true,secrets-store-csi-driver.windows.providersDir=C:\\k\\other`, "must equal windows.providersDir"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.set, func(t *testing.T) {
+			t.Parallel()
+			out, err := helmTemplate(t, "--set", tc.set)
+			if err == nil {
+				t.Fatalf("helm template accepted --set %s", tc.set)
+			}
+			want := tc.want
+			if want == "schema" {
+				want = "values don't meet the specifications of the schema"
+			}
+			if !strings.Contains(out, want) {
+				t.Fatalf("--set %s: want %q in:\n%s", tc.set, want, out)
+			}
+		})
+	}
+	// Edge values that must still be accepted.
+	for _, set := range []string{"socketName=" + strings.Repeat("a", 30) + ".sock", "socketName=x-y_Z.sock", "linux.healthzTimeout=1m30s"} {
+		if out, err := helmTemplate(t, "--set", set); err != nil {
+			t.Errorf("--set %s rejected:\n%s", set, out)
+		}
+	}
+}
+
+// Every value in values.yaml is in the schema and every schema property (but
+// helm's "global") has a default in values.yaml, except pass-through maps.
+func TestSchemaCoversValues(t *testing.T) {
+	s := loadSchema(t)
+	data, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		t.Fatal(err)
+	}
+	var check func(v any, n *schemaNode, path string)
+	check = func(v any, n *schemaNode, path string) {
+		obj, ok := v.(map[string]any)
+		if !ok || len(n.Properties) == 0 {
+			return
+		}
+		for k, sub := range obj {
+			p := strings.TrimPrefix(path+"."+k, ".")
+			child, ok := n.Properties[k]
+			if !ok {
+				if n.AdditionalProperties == false {
+					t.Errorf("values.yaml has %s, the schema does not", p)
+				}
+				continue
+			}
+			check(sub, child, p)
+		}
+		for k, child := range n.Properties {
+			if _, ok := obj[k]; !ok && k != "global" && child.AdditionalProperties != true {
+				optional := strings.HasSuffix(path, ".rollingUpdate") || strings.HasSuffix(path, ".resources")
+				if n.AdditionalProperties == false && !optional {
+					t.Errorf("schema has %s, values.yaml gives no default", strings.TrimPrefix(path+"."+k, "."))
+				}
+			}
+		}
+	}
+	check(values, s, "")
+}
+
+const (
+	tableBegin = "<!-- values-table:begin (generated from values.schema.json and values.yaml; UPDATE_README=1 make chart-test) -->"
+	tableEnd   = "<!-- values-table:end -->"
+)
+
+// valuesTable renders the README's values table from the schema (types and
+// descriptions) and values.yaml (defaults).
+func valuesTable(t *testing.T) string {
+	t.Helper()
+	s := loadSchema(t)
+	data, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(path []string) (any, bool) {
+		var cur any = values
+		for _, k := range path {
+			mm, ok := cur.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if cur, ok = mm[k]; !ok {
+				return nil, false
+			}
+		}
+		return cur, true
+	}
+	var b strings.Builder
+	b.WriteString("| Value | Type | Default | Description |\n|---|---|---|---|\n")
+	walk(s, nil, func(l leaf) {
+		if l.path[0] == "global" {
+			return
+		}
+		// Expand objects whose properties are listed; list the rest as leaves.
+		if len(l.node.Properties) > 0 && l.node.AdditionalProperties == false {
+			return
+		}
+		if len(l.node.Properties) > 0 && len(l.path) > 1 && l.path[0] == "secrets-store-csi-driver" {
+			return
+		}
+		if l.path[0] == "secrets-store-csi-driver" && len(l.path) == 1 {
+			return
+		}
+		def := "—"
+		if v, ok := lookup(l.path); ok {
+			j, _ := json.Marshal(v)
+			def = "`" + strings.ReplaceAll(string(j), "|", `\|`) + "`"
+		}
+		desc := l.node.Description
+		if len(l.node.Enum) > 0 {
+			var e []string
+			for _, x := range l.node.Enum {
+				e = append(e, fmt.Sprint(x))
+			}
+			desc += " One of " + strings.Join(e, ", ") + "."
+		}
+		if l.node.Pattern != "" {
+			desc += " Pattern `" + strings.ReplaceAll(l.node.Pattern, "|", `\|`) + "`."
+		}
+		if l.node.Minimum != nil && l.node.Maximum != nil {
+			desc += fmt.Sprintf(" %g–%g.", *l.node.Minimum, *l.node.Maximum)
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", strings.Join(l.path, "."), strings.Join(l.node.types(), ", "), def, strings.TrimSpace(desc))
+	})
+	return b.String()
+}
+
+func TestReadmeValuesTable(t *testing.T) {
+	readme := filepath.Join(chartDir, "README.md")
+	data, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	i, j := strings.Index(text, tableBegin), strings.Index(text, tableEnd)
+	if i < 0 || j < i {
+		t.Fatalf("%s has no %q ... %q section", readme, tableBegin, tableEnd)
+	}
+	want := text[:i+len(tableBegin)] + "\n" + valuesTable(t) + text[j:]
+	if want == text {
+		return
+	}
+	if os.Getenv("UPDATE_README") == "1" {
+		if err := os.WriteFile(readme, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("rewrote the values table in %s", readme)
+		return
+	}
+	t.Errorf("the values table in %s is stale; run UPDATE_README=1 make chart-test\n%s", readme, cmp.Diff(text, want))
+}
+
+// TestNotesRender renders NOTES.txt (helm template skips it) by copying the
+// chart and wrapping the notes in a YAML block scalar.
+func TestNotesRender(t *testing.T) {
+	chartDeps(t)
+	tmp := filepath.Join(t.TempDir(), "akv-provider")
+	mustRun(t, ".", nil, "cp", "-r", chartDir, tmp)
+	notes, err := os.ReadFile(filepath.Join(chartDir, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := "notes: |\n  " + strings.ReplaceAll(string(notes), "\n", "\n  ") + "\n"
+	if err := os.WriteFile(filepath.Join(tmp, "templates", "notes-as-yaml.yaml"), []byte(wrapped), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for set, want := range map[string]string{
+		"secrets-store-csi-driver.install=false": "is NOT part of this release",
+		"secrets-store-csi-driver.install=true":  "was installed by this release",
+		"windows.enabled=true":                   `C:\k\secrets-store-csi-providers (Windows)`,
+	} {
+		out := mustRun(t, ".", nil, tool(t, "HELM"), "template", release, tmp, "--kube-version", kubeVersion,
+			"--show-only", "templates/notes-as-yaml.yaml", "--set", set)
+		var doc struct{ Notes string }
+		if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("--set %s: %v\n%s", set, err, out)
+		}
+		for _, w := range []string{want, "provider: azure", "Next steps"} {
+			if !strings.Contains(doc.Notes, w) {
+				t.Errorf("--set %s: NOTES lack %q:\n%s", set, w, doc.Notes)
+			}
+		}
+	}
+}
+
+func TestManifestsUpToDate(t *testing.T) {
+	chartDeps(t)
+	tmp := t.TempDir()
+	mustRun(t, "..", nil, "hack/chart/render-manifests.sh", tool(t, "HELM"), filepath.Join("deploy", chartDir), tmp)
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadDir(manifestsDir)
+	if err != nil {
+		t.Fatalf("%v; run make manifests", err)
+	}
+	var gotNames, wantNames []string
+	for _, e := range entries {
+		wantNames = append(wantNames, e.Name())
+	}
+	for _, e := range committed {
+		gotNames = append(gotNames, e.Name())
+	}
+	diff(t, "files in deploy/manifests", wantNames, gotNames)
+	for _, e := range entries {
+		want, _ := os.ReadFile(filepath.Join(tmp, e.Name()))
+		got, err := os.ReadFile(filepath.Join(manifestsDir, e.Name()))
+		if err != nil {
+			t.Errorf("%v; run make manifests", err)
+			continue
+		}
+		if d := cmp.Diff(string(want), string(got)); d != "" {
+			t.Errorf("deploy/manifests/%s is stale; run make manifests (-rendered +committed):\n%s", e.Name(), d)
+		}
+	}
+}
+
+// dockerStage is one stage of a Dockerfile: its ARG defaults and RUN commands.
+type dockerStage struct {
+	name string
+	args map[string]string
+	runs []string
+}
+
+// parseDockerfile reads instructions (joining continuation lines) and groups
+// ARG and RUN by stage; ARGs before the first FROM are ignored.
+func parseDockerfile(t *testing.T, path string) []dockerStage {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	var instrs []string
+	var cur strings.Builder
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		trimmed := strings.TrimSpace(line)
+		if cur.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
+			continue
+		}
+		if cur.Len() > 0 && strings.HasPrefix(trimmed, "#") {
+			continue // comment inside a continued instruction
+		}
+		if strings.HasSuffix(line, `\`) {
+			cur.WriteString(strings.TrimSuffix(line, `\`))
+			cur.WriteString("\n")
+			continue
+		}
+		cur.WriteString(line)
+		instrs = append(instrs, cur.String())
+		cur.Reset()
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var stages []dockerStage
+	for _, in := range instrs {
+		kw, rest, _ := strings.Cut(strings.TrimSpace(in), " ")
+		rest = strings.TrimSpace(rest)
+		switch strings.ToUpper(kw) {
+		case "FROM":
+			st := dockerStage{args: map[string]string{}}
+			if f := strings.Fields(rest); len(f) >= 3 && strings.EqualFold(f[len(f)-2], "AS") {
+				st.name = f[len(f)-1]
+			}
+			stages = append(stages, st)
+		case "ARG":
+			if len(stages) > 0 {
+				k, v, _ := strings.Cut(rest, "=")
+				stages[len(stages)-1].args[k] = v
+			}
+		case "RUN":
+			if len(stages) > 0 {
+				stages[len(stages)-1].runs = append(stages[len(stages)-1].runs, rest)
+			}
+		}
+	}
+	return stages
+}
+
+// runBuilder runs every RUN of the Dockerfile's "builder" stage, verbatim, in
+// the repository root (what `COPY . .` gives the stage) with the stage's ARGs
+// as environment, overriding the given ones.
+func runBuilder(t *testing.T, dockerfile string, override map[string]string) {
+	t.Helper()
+	if _, err := os.Stat("../cmd/provider"); err != nil {
+		t.Fatalf("./cmd/provider does not exist yet: %v", err)
+	}
+	var builder *dockerStage
+	stages := parseDockerfile(t, dockerfile)
+	for i := range stages {
+		if stages[i].name == "builder" {
+			builder = &stages[i]
+		}
+	}
+	if builder == nil {
+		t.Fatalf("%s has no builder stage", dockerfile)
+	}
+	var buildCmds int
+	for _, r := range builder.runs {
+		if strings.Contains(r, "go build") {
+			buildCmds++
+			for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-ldflags", "-s -w", "pkg/version.BuildVersion=${VERSION}", "pkg/version.GitCommit=${GIT_COMMIT}", "pkg/version.BuildDate=${BUILD_DATE}", "./cmd/provider"} {
+				if !strings.Contains(r, want) {
+					t.Errorf("%s build command lacks %q: %s", dockerfile, want, r)
+				}
+			}
+		}
+	}
+	if buildCmds != 1 {
+		t.Fatalf("%s: %d RUN lines with go build in the builder stage, want 1", dockerfile, buildCmds)
+	}
+	var env []string
+	for k, v := range builder.args {
+		if o, ok := override[k]; ok {
+			v = o
+		}
+		env = append(env, k+"="+v)
+	}
+	for _, r := range builder.runs {
+		t.Logf("RUN %s", r)
+		mustRun(t, "..", env, "sh", "-c", r)
+	}
+}
+
+func TestDockerfileBuildCommand(t *testing.T) {
+	out := t.TempDir()
+	runBuilder(t, "../Dockerfile", map[string]string{
+		"OUT": out, "TARGETOS": "linux", "TARGETARCH": runtime.GOARCH,
+		"VERSION": "v9.8.7-test", "GIT_COMMIT": "0123456789abcdef", "BUILD_DATE": "2026-01-02T03:04:05Z",
+	})
+	bin := filepath.Join(out, "provider")
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("%s has a %v program header: not statically linked", bin, p.Type)
+		}
+	}
+	if s := f.Section(".dynamic"); s != nil {
+		t.Errorf("%s has a .dynamic section: not statically linked", bin)
+	}
+	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+		t.Errorf("%s needs shared libraries %v", bin, libs)
+	}
+	if f.Section(".symtab") != nil {
+		t.Errorf("%s has a symbol table although built with -s", bin)
+	}
+	_ = f.Close()
+
+	got := mustRun(t, ".", nil, bin, "--version")
+	var info map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(got)), &info); err != nil {
+		t.Fatalf("--version did not print one JSON object: %v\n%s", err, got)
+	}
+	diff(t, "--version", m{"version": "v9.8.7-test", "gitCommit": "0123456789abcdef", "buildDate": "2026-01-02T03:04:05Z"},
+		m{"version": info["version"], "gitCommit": info["gitCommit"], "buildDate": info["buildDate"]})
+
+	lic, err := os.ReadDir(filepath.Join(out, "licenses"))
+	if err != nil || len(lic) == 0 {
+		t.Errorf("no licenses collected in %s/licenses: %v", out, err)
+	}
+}
+
+func TestDockerfileWindowsBuildCommand(t *testing.T) {
+	out := t.TempDir()
+	runBuilder(t, "../Dockerfile.windows", map[string]string{
+		"OUT": out, "TARGETARCH": "amd64",
+		"VERSION": "v9.8.7-test", "GIT_COMMIT": "0123456789abcdef", "BUILD_DATE": "2026-01-02T03:04:05Z",
+	})
+	f, err := pe.Open(filepath.Join(out, "provider.exe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if f.Machine != pe.IMAGE_FILE_MACHINE_AMD64 {
+		t.Errorf("machine %#x, want amd64", f.Machine)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "provider.exe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(raw, []byte("v9.8.7-test")) {
+		t.Error("provider.exe does not contain the injected version")
+	}
+}
+
+// The chart's appVersion, the Chart.yaml dependency and the packaging script
+// agree on versions.
+func TestVersionsAgree(t *testing.T) {
+	chart, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(chart), "version: "+driverVersion+"\n") {
+		t.Errorf("Chart.yaml does not depend on secrets-store-csi-driver %s", driverVersion)
+	}
+	script, err := os.ReadFile("../hack/chart/package-driver-chart.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(script), `version="`+driverVersion+`"`) {
+		t.Errorf("hack/chart/package-driver-chart.sh does not package %s", driverVersion)
+	}
+}
