@@ -35,8 +35,7 @@ fmt: ## Format the Go code
 .PHONY: vet
 vet: ## go vet and a gofmt check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
-	$(GO) vet ./...
-	$(GO) vet -tags e2e ./test/e2e/...
+	$(GO) vet -tags e2e,chart ./...
 
 .PHONY: test
 test: vet ## Unit, integration and conformance tests with -race, then the parser fuzz test
