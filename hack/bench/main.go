@@ -60,6 +60,7 @@ type cell struct {
 	warmWall           time.Duration
 	coldReqs, warmReqs requests
 	rssKB              int
+	note               string
 }
 
 // requests per mount, from the emulator's counters.
@@ -86,7 +87,7 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 	}
 	defer os.RemoveAll(dir)
 
-	identities := 0
+	identities := 1 // the extra --parallel-fetches=16 cell
 	for _, c := range concurrency {
 		identities += c * len(objectCounts)
 	}
@@ -104,7 +105,7 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 	if err != nil {
 		return err
 	}
-	defer prov.Stop()
+	defer prov.Stop() // stopping twice is harmless
 	if err := harness.Admin(endpoints, http.MethodPut, "/admin/faults",
 		map[string]string{"keyVaultLatency": kvLatency.String(), "tokenLatency": tokenLatency.String()}, nil); err != nil {
 		return err
@@ -114,45 +115,75 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
 	client := v1alpha1.NewCSIDriverProviderClient(conn)
 	counters := func() (c emulator.Counters) {
 		_ = harness.Admin(endpoints, http.MethodGet, "/admin/counters", nil, &c)
 		return c
 	}
 
-	var cells []cell
+	measure := func(client v1alpha1.CSIDriverProviderClient, pid int, ids []string, k int) (cell, error) {
+		res := cell{k: k, c: len(ids)}
+		before := counters()
+		var err error
+		if res.cold, _, err = round(client, endpoints.TenantID, ids, k); err != nil {
+			return res, err
+		}
+		mid := counters()
+		res.coldReqs = perMount(before, mid, len(ids))
+		start := time.Now()
+		for range rounds {
+			lat, _, err := round(client, endpoints.TenantID, ids, k)
+			if err != nil {
+				return res, err
+			}
+			res.warm = append(res.warm, lat...)
+		}
+		res.warmWall = time.Since(start)
+		res.warmReqs = perMount(mid, counters(), len(ids)*rounds)
+		res.rssKB = peakRSS(pid)
+		fmt.Fprintf(os.Stderr, "K=%d C=%d done\n", k, len(ids))
+		return res, nil
+	}
 	next := 0 // next unused identity: every cold mount is an identity's first
+	fresh := func(n int) []string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = spID(next)
+			next++
+		}
+		return ids
+	}
+	var cells []cell
 	for _, k := range objectCounts {
 		for _, c := range concurrency {
-			ids := make([]string, c)
-			for i := range ids {
-				ids[i] = spID(next)
-				next++
-			}
-			res := cell{k: k, c: c}
-			before := counters()
-			res.cold, _, err = round(client, endpoints.TenantID, ids, k)
+			res, err := measure(client, prov.Pid(), fresh(c), k)
 			if err != nil {
 				return err
 			}
-			mid := counters()
-			res.coldReqs = perMount(before, mid, c)
-			start := time.Now()
-			for range rounds {
-				lat, _, err := round(client, endpoints.TenantID, ids, k)
-				if err != nil {
-					return err
-				}
-				res.warm = append(res.warm, lat...)
-			}
-			res.warmWall = time.Since(start)
-			res.warmReqs = perMount(mid, counters(), c*rounds)
-			res.rssKB = peakRSS(prov.Pid())
 			cells = append(cells, res)
-			fmt.Fprintf(os.Stderr, "K=%d C=%d done\n", k, c)
 		}
 	}
+
+	// The same K=10 cell with every object of a mount read at once (more than the default 8).
+	prov.Stop()
+	_ = conn.Close()
+	prov16, socket16, err := harness.StartProvider(dir, bin, endpoints,
+		"--result-cache-ttl=0", "--vault-rate-limit=1000000", "--vault-burst=1000000", "--parallel-fetches=16")
+	if err != nil {
+		return err
+	}
+	defer prov16.Stop()
+	conn16, err := grpc.NewClient("unix://"+socket16, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn16.Close()
+	wide, err := measure(v1alpha1.NewCSIDriverProviderClient(conn16), prov16.Pid(), fresh(1), 10)
+	if err != nil {
+		return err
+	}
+	wide.note = "--parallel-fetches=16"
+	cells = append(cells, wide)
 
 	var b strings.Builder
 	report(&b, cells, kvLatency, tokenLatency, rounds)
@@ -248,12 +279,12 @@ func report(w io.Writer, cells []cell, kvLatency, tokenLatency time.Duration, ro
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), hostInfo(), kvLatency, tokenLatency, rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "K\tC\tcold p50 ms\tcold p95 ms\twarm p50 ms\twarm p95 ms\twarm p50 / KV RTT\twarm mounts/s\t"+
-		"cold token/disc/chal/KV per mount\twarm token/disc/chal/KV per mount\tprovider peak RSS MiB")
+		"cold token/disc/chal/KV per mount\twarm token/disc/chal/KV per mount\tprovider peak RSS MiB\tnote")
 	for _, c := range cells {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%s\t%s\t%.1f\n", c.k, c.c,
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\n", c.k, c.c,
 			ms(pct(c.cold, 0.5)), ms(pct(c.cold, 0.95)), ms(pct(c.warm, 0.5)), ms(pct(c.warm, 0.95)),
 			float64(pct(c.warm, 0.5))/float64(kvLatency), float64(len(c.warm))/c.warmWall.Seconds(),
-			c.coldReqs, c.warmReqs, float64(c.rssKB)/1024)
+			c.coldReqs, c.warmReqs, float64(c.rssKB)/1024, c.note)
 	}
 	tw.Flush()
 }
