@@ -22,8 +22,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 	"sigs.k8s.io/yaml"
 
@@ -100,7 +98,7 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 		return err
 	}
 	defer emu.Stop()
-	prov, socket, err := harness.StartProvider(dir, bin, endpoints,
+	prov, err := harness.StartProvider(dir, bin, endpoints,
 		"--result-cache-ttl=0", "--vault-rate-limit=1000000", "--vault-burst=1000000", "--parallel-fetches=8")
 	if err != nil {
 		return err
@@ -111,11 +109,7 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 		return err
 	}
 
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	client := prov.Client
 	counters := func() (c emulator.Counters) {
 		_ = harness.Admin(endpoints, http.MethodGet, "/admin/counters", nil, &c)
 		return c
@@ -166,19 +160,13 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 
 	// The same K=10 cell with every object of a mount read at once (more than the default 8).
 	prov.Stop()
-	_ = conn.Close()
-	prov16, socket16, err := harness.StartProvider(dir, bin, endpoints,
+	prov16, err := harness.StartProvider(dir, bin, endpoints,
 		"--result-cache-ttl=0", "--vault-rate-limit=1000000", "--vault-burst=1000000", "--parallel-fetches=16")
 	if err != nil {
 		return err
 	}
 	defer prov16.Stop()
-	conn16, err := grpc.NewClient("unix://"+socket16, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn16.Close()
-	wide, err := measure(v1alpha1.NewCSIDriverProviderClient(conn16), prov16.Pid(), fresh(1), 10)
+	wide, err := measure(prov16.Client, prov16.Pid(), fresh(1), 10)
 	if err != nil {
 		return err
 	}

@@ -25,8 +25,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 	"sigs.k8s.io/yaml"
@@ -74,18 +72,12 @@ func run(bin string, out io.Writer) error {
 		return err
 	}
 	defer emu.Stop()
-	prov, socket, err := harness.StartProvider(dir, bin, endpoints)
+	prov, err := harness.StartProvider(dir, bin, endpoints)
 	if err != nil {
 		return err
 	}
 	defer prov.Stop()
-
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	client := v1alpha1.NewCSIDriverProviderClient(conn)
+	client, socket := prov.Client, prov.Socket
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	v, err := client.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azcertificates"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
@@ -165,71 +166,80 @@ func (c *SDKClient) GetCertificate(ctx context.Context, name, version string) (C
 
 // SecretVersions lists every version of a secret.
 func (c *SDKClient) SecretVersions(ctx context.Context, name string) ([]VersionInfo, error) {
-	var out []VersionInfo
-	pager := c.secrets.NewListSecretPropertiesVersionsPager(name, nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, classify(err)
-		}
-		for _, p := range page.Value {
-			if p == nil || p.ID == nil {
-				continue
+	return listVersions(ctx, c.secrets.NewListSecretPropertiesVersionsPager(name, nil),
+		func(r azsecrets.ListSecretPropertiesVersionsResponse) []*azsecrets.SecretProperties { return r.Value },
+		func(p *azsecrets.SecretProperties) (VersionInfo, bool) {
+			if p.ID == nil {
+				return VersionInfo{}, false
 			}
-			v := VersionInfo{Version: p.ID.Version()}
-			if a := p.Attributes; a != nil {
-				v.Enabled, v.Created = derefBool(a.Enabled), derefTime(a.Created)
+			a := p.Attributes
+			if a == nil {
+				a = &azsecrets.SecretAttributes{}
 			}
-			out = append(out, v)
-		}
-	}
-	return out, nil
+			return versionInfo(p.ID.Version(), a.Enabled, a.Created), true
+		})
 }
 
 // KeyVersions lists every version of a key.
 func (c *SDKClient) KeyVersions(ctx context.Context, name string) ([]VersionInfo, error) {
+	return listVersions(ctx, c.keys.NewListKeyPropertiesVersionsPager(name, nil),
+		func(r azkeys.ListKeyPropertiesVersionsResponse) []*azkeys.KeyProperties { return r.Value },
+		func(p *azkeys.KeyProperties) (VersionInfo, bool) {
+			if p.KID == nil {
+				return VersionInfo{}, false
+			}
+			a := p.Attributes
+			if a == nil {
+				a = &azkeys.KeyAttributes{}
+			}
+			return versionInfo(p.KID.Version(), a.Enabled, a.Created), true
+		})
+}
+
+// CertificateVersions lists every version of a certificate.
+func (c *SDKClient) CertificateVersions(ctx context.Context, name string) ([]VersionInfo, error) {
+	return listVersions(ctx, c.certs.NewListCertificatePropertiesVersionsPager(name, nil),
+		func(r azcertificates.ListCertificatePropertiesVersionsResponse) []*azcertificates.CertificateProperties {
+			return r.Value
+		},
+		func(p *azcertificates.CertificateProperties) (VersionInfo, bool) {
+			if p.ID == nil {
+				return VersionInfo{}, false
+			}
+			a := p.Attributes
+			if a == nil {
+				a = &azcertificates.CertificateAttributes{}
+			}
+			return versionInfo(p.ID.Version(), a.Enabled, a.Created), true
+		})
+}
+
+// listVersions pages through a version list; info reads one item (false skips it).
+func listVersions[R, P any](ctx context.Context, pager *runtime.Pager[R], items func(R) []*P, info func(*P) (VersionInfo, bool)) ([]VersionInfo, error) {
 	var out []VersionInfo
-	pager := c.keys.NewListKeyPropertiesVersionsPager(name, nil)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
 			return nil, classify(err)
 		}
-		for _, p := range page.Value {
-			if p == nil || p.KID == nil {
+		for _, p := range items(page) {
+			if p == nil {
 				continue
 			}
-			v := VersionInfo{Version: p.KID.Version()}
-			if a := p.Attributes; a != nil {
-				v.Enabled, v.Created = derefBool(a.Enabled), derefTime(a.Created)
+			if v, ok := info(p); ok {
+				out = append(out, v)
 			}
-			out = append(out, v)
 		}
 	}
 	return out, nil
 }
 
-// CertificateVersions lists every version of a certificate.
-func (c *SDKClient) CertificateVersions(ctx context.Context, name string) ([]VersionInfo, error) {
-	var out []VersionInfo
-	pager := c.certs.NewListCertificatePropertiesVersionsPager(name, nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, classify(err)
-		}
-		for _, p := range page.Value {
-			if p == nil || p.ID == nil {
-				continue
-			}
-			v := VersionInfo{Version: p.ID.Version()}
-			if a := p.Attributes; a != nil {
-				v.Enabled, v.Created = derefBool(a.Enabled), derefTime(a.Created)
-			}
-			out = append(out, v)
-		}
+func versionInfo(version string, enabled *bool, created *time.Time) VersionInfo {
+	v := VersionInfo{Version: version, Enabled: enabled != nil && *enabled}
+	if created != nil {
+		v.Created = *created
 	}
-	return out, nil
+	return v
 }
 
 // observePolicy records each HTTP attempt, including challenges and retries.
@@ -286,13 +296,4 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
-}
-
-func derefBool(b *bool) bool { return b != nil && *b }
-
-func derefTime(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return *t
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 )
 
@@ -76,24 +78,43 @@ func StartEmulator(dir, bin, seedFile string) (*Process, Endpoints, error) {
 	return p, e, nil
 }
 
+// Provider is a running provider binary with a driver-side gRPC client on its socket.
+type Provider struct {
+	*Process
+	Socket string
+	Client v1alpha1.CSIDriverProviderClient
+	conn   *grpc.ClientConn
+}
+
+// Stop closes the client and stops the provider.
+func (p *Provider) Stop() {
+	_ = p.conn.Close()
+	p.Process.Stop()
+}
+
 // StartProvider runs the provider routed to the emulator exactly as an operator would route it
-// through a proxy with a private CA, and waits for its socket.
-func StartProvider(dir, bin string, e Endpoints, args ...string) (*Process, string, error) {
+// through a proxy with a private CA, waits for its socket and connects to it as the driver does.
+func StartProvider(dir, bin string, e Endpoints, args ...string) (*Provider, error) {
 	socket := filepath.Join(dir, "providers", "azure.sock")
 	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	env := []string{"HTTPS_PROXY=" + e.ProxyURL, "HTTP_PROXY=" + e.ProxyURL, "NO_PROXY=", "SSL_CERT_FILE=" + filepath.Join(dir, "emulator", "ca.pem")}
 	args = append([]string{"--endpoint", "unix://" + socket, "--healthz-port", "0", "--metrics-addr", ""}, args...)
 	p, err := Start(filepath.Join(dir, "provider.log"), filepath.Join(bin, "provider"), env, args...)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if err := WaitFor(func() error { _, err := os.Stat(socket); return err }); err != nil {
 		p.Stop()
-		return nil, "", fmt.Errorf("provider did not create its socket (see %s): %w", filepath.Join(dir, "provider.log"), err)
+		return nil, fmt.Errorf("provider did not create its socket (see %s): %w", filepath.Join(dir, "provider.log"), err)
 	}
-	return p, socket, nil
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return &Provider{Process: p, Socket: socket, Client: v1alpha1.NewCSIDriverProviderClient(conn), conn: conn}, nil
 }
 
 // WaitFor retries check for up to 20 s.
