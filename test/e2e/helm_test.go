@@ -55,7 +55,10 @@ func TestHelmInstall(t *testing.T) {
 		"--set", "secrets-store-csi-driver.install=true",
 		"--set", "secrets-store-csi-driver.linux.crds.enabled=false",
 		"--set", "secrets-store-csi-driver.syncSecret.enabled=true",
-		"--set", "secrets-store-csi-driver.enableSecretRotation=true")
+		"--set", "secrets-store-csi-driver.enableSecretRotation=true",
+		// Non-default values, to check that what the apiserver stored is what was asked for.
+		"--set", "logVerbosity=4", "--set", "linux.metricsPort=9123", "--set", "constructPEMChain=false",
+		"--set", "cloudName=AzureChinaCloud")
 	if out := helm("status", "akv", "-n", "kube-system"); !strings.Contains(out, "STATUS: deployed") {
 		t.Errorf("helm status:\n%s", out)
 	}
@@ -82,8 +85,12 @@ func TestHelmInstall(t *testing.T) {
 	}
 
 	type container struct {
-		Name, Image     string
-		Args            []string
+		Name, Image string
+		Args        []string
+		Ports       []struct {
+			Name          string
+			ContainerPort int
+		}
 		SecurityContext *struct {
 			ReadOnlyRootFilesystem   *bool
 			AllowPrivilegeEscalation *bool
@@ -151,6 +158,19 @@ func TestHelmInstall(t *testing.T) {
 	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
 		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 		t.Errorf("provider container %s: want readOnlyRootFilesystem and no privilege escalation", c.Name)
+	}
+	args := " " + strings.Join(c.Args, " ") + " "
+	for _, want := range []string{" -v=4 ", " --metrics-addr=:9123 ", " --construct-pem-chain=false ", " --cloud-name=AzureChinaCloud ", " --endpoint=unix:///provider/azure.sock "} {
+		if !strings.Contains(args, want) {
+			t.Errorf("provider args %q lack %q from the values", args, want)
+		}
+	}
+	metricsPort := false
+	for _, p := range c.Ports {
+		metricsPort = metricsPort || (p.Name == "metrics" && p.ContainerPort == 9123)
+	}
+	if !metricsPort {
+		t.Errorf("provider ports %+v: want metrics on 9123, the same value as --metrics-addr", c.Ports)
 	}
 	t.Logf("provider DaemonSet %s, image %s, args %v", provider.Metadata.Name, c.Image, c.Args)
 
