@@ -386,6 +386,10 @@ func TestDaemonSetDefaults(t *testing.T) {
 		"--construct-pem-chain=true",
 		"--write-cert-and-key-in-separate-files=false",
 		"--cloud-name=AzurePublicCloud",
+		"--parallel-fetches=8",
+		"--result-cache-ttl=10s",
+		"--vault-rate-limit=200",
+		"--vault-burst=400",
 	}, c.Args)
 	diff(t, "image", "ghcr.io/akv-csi/provider:v0.1.0", c.Image)
 	diff(t, "ports", []m{
@@ -448,6 +452,10 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"--construct-pem-chain=false",
 		"--write-cert-and-key-in-separate-files=true",
 		"--cloud-name=AzureUSGovernmentCloud",
+		"--parallel-fetches=16",
+		"--result-cache-ttl=2500ms",
+		"--vault-rate-limit=50.5",
+		"--vault-burst=64",
 	}, c.Args)
 	diff(t, "image", "registry.example.com:5000/team/akv@sha256:"+strings.Repeat("0f", 32), c.Image)
 	diff(t, "pullPolicy", "Always", c.ImagePullPolicy)
@@ -510,6 +518,10 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"--construct-pem-chain=false",
 		"--write-cert-and-key-in-separate-files=true",
 		"--cloud-name=AzureUSGovernmentCloud",
+		"--parallel-fetches=16",
+		"--result-cache-ttl=2500ms",
+		"--vault-rate-limit=50.5",
+		"--vault-burst=64",
 	}, wc.Args)
 	diff(t, "windows image", "registry.example.com:5000/team/akv:v9-windows", wc.Image)
 	diff(t, "windows ports", []m{
@@ -1080,6 +1092,20 @@ func TestDockerfileBuildCommand(t *testing.T) {
 	}
 	diff(t, "--version", m{"version": "v9.8.7-test", "gitCommit": "0123456789abcdef", "buildDate": "2026-01-02T03:04:05Z"},
 		m{"version": info["version"], "gitCommit": info["gitCommit"], "buildDate": info["buildDate"]})
+
+	// The binary accepts every flag the chart passes, with default and with changed values.
+	for _, tc := range []struct{ name, values string }{{release, ""}, {"kv", "testdata/all-values.yaml"}} {
+		args := []string{}
+		if tc.values != "" {
+			args = append(args, "-f", tc.values)
+		}
+		rendered, err := helmTemplate(t, args...)
+		if err != nil {
+			t.Fatalf("helm template: %v\n%s", err, rendered)
+		}
+		chartArgs := findDaemonSet(t, parse(t, rendered), tc.name).Spec.Template.Spec.Containers[0].Args
+		mustRun(t, ".", nil, bin, append(chartArgs, "--version")...)
+	}
 
 	lic, err := os.ReadDir(filepath.Join(out, "licenses"))
 	if err != nil || len(lic) == 0 {

@@ -78,6 +78,10 @@ app.kubernetes.io/part-of: secrets-store-csi-driver
 - --construct-pem-chain={{ .root.Values.constructPEMChain }}
 - --write-cert-and-key-in-separate-files={{ .root.Values.writeCertAndKeyInSeparateFiles }}
 - --cloud-name={{ .root.Values.cloudName }}
+- --parallel-fetches={{ .root.Values.parallelFetches }}
+- --result-cache-ttl={{ .root.Values.resultCacheTTL }}
+- --vault-rate-limit={{ .root.Values.vaultRateLimit }}
+- --vault-burst={{ .root.Values.vaultBurst }}
 {{- end -}}
 
 {{/* Ports and liveness probe shared by both OSes. */}}
