@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -60,7 +61,19 @@ type sharedClient struct {
 	flight singleflight.Group
 	mu     sync.Mutex
 	kept   map[string]keptResult
+
+	// One SDK client per object type answers Key Vault's 401 challenge on its first request; reads
+	// sent before that completes would each be challenged. So each type's first read goes alone.
+	first [3]chan struct{}
+	ready [3]atomic.Bool
 }
+
+// SDK clients: one per object type.
+const (
+	secretsClient = iota
+	keysClient
+	certsClient
+)
 
 type keptResult struct {
 	value any
@@ -68,7 +81,42 @@ type keptResult struct {
 }
 
 func newSharedClient(next keyvault.Client, limiter *rate.Limiter, o SharingOptions, rec metrics.Recorder) *sharedClient {
-	return &sharedClient{next: next, opts: o, limiter: limiter, rec: rec, kept: map[string]keptResult{}}
+	c := &sharedClient{next: next, opts: o, limiter: limiter, rec: rec, kept: map[string]keptResult{}}
+	for i := range c.first {
+		c.first[i] = make(chan struct{}, 1)
+	}
+	return c
+}
+
+// firstRead makes the first read of an SDK client go alone: it returns at once when the client has
+// answered its challenge, else waits for the turn, and the returned release marks it ready.
+func (c *sharedClient) firstRead(ctx context.Context, client int) (release func(), err error) {
+	if c.ready[client].Load() {
+		return func() {}, nil
+	}
+	select {
+	case c.first[client] <- struct{}{}:
+	case <-ctx.Done():
+		return nil, keyvault.AsError(ctx.Err())
+	}
+	if c.ready[client].Load() {
+		<-c.first[client]
+		return func() {}, nil
+	}
+	return func() { c.ready[client].Store(true); <-c.first[client] }, nil
+}
+
+// alone wraps a read so that it waits for its SDK client's first read.
+func alone[T any](c *sharedClient, client int, fetch func(context.Context) (T, error)) func(context.Context) (T, error) {
+	return func(ctx context.Context) (T, error) {
+		release, err := c.firstRead(ctx, client)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		defer release()
+		return fetch(ctx)
+	}
 }
 
 // read serves one read by key through the result cache, the in-flight group and the throttle loop.
@@ -197,37 +245,37 @@ func (c *sharedClient) keep(key string, v any) {
 func readKey(op, name, version string) string { return op + "\x00" + name + "\x00" + version }
 
 func (c *sharedClient) GetSecret(ctx context.Context, name, version string) (keyvault.Secret, error) {
-	return read(ctx, c, readKey("secret", name, version), func(ctx context.Context) (keyvault.Secret, error) {
+	return read(ctx, c, readKey("secret", name, version), alone(c, secretsClient, func(ctx context.Context) (keyvault.Secret, error) {
 		return c.next.GetSecret(ctx, name, version)
-	})
+	}))
 }
 
 func (c *sharedClient) GetKey(ctx context.Context, name, version string) (keyvault.Key, error) {
-	return read(ctx, c, readKey("key", name, version), func(ctx context.Context) (keyvault.Key, error) {
+	return read(ctx, c, readKey("key", name, version), alone(c, keysClient, func(ctx context.Context) (keyvault.Key, error) {
 		return c.next.GetKey(ctx, name, version)
-	})
+	}))
 }
 
 func (c *sharedClient) GetCertificate(ctx context.Context, name, version string) (keyvault.Certificate, error) {
-	return read(ctx, c, readKey("cert", name, version), func(ctx context.Context) (keyvault.Certificate, error) {
+	return read(ctx, c, readKey("cert", name, version), alone(c, certsClient, func(ctx context.Context) (keyvault.Certificate, error) {
 		return c.next.GetCertificate(ctx, name, version)
-	})
+	}))
 }
 
 func (c *sharedClient) SecretVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
-	return read(ctx, c, readKey("secret-versions", name, ""), func(ctx context.Context) ([]keyvault.VersionInfo, error) {
+	return read(ctx, c, readKey("secret-versions", name, ""), alone(c, secretsClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
 		return c.next.SecretVersions(ctx, name)
-	})
+	}))
 }
 
 func (c *sharedClient) KeyVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
-	return read(ctx, c, readKey("key-versions", name, ""), func(ctx context.Context) ([]keyvault.VersionInfo, error) {
+	return read(ctx, c, readKey("key-versions", name, ""), alone(c, keysClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
 		return c.next.KeyVersions(ctx, name)
-	})
+	}))
 }
 
 func (c *sharedClient) CertificateVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
-	return read(ctx, c, readKey("cert-versions", name, ""), func(ctx context.Context) ([]keyvault.VersionInfo, error) {
+	return read(ctx, c, readKey("cert-versions", name, ""), alone(c, certsClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
 		return c.next.CertificateVersions(ctx, name)
-	})
+	}))
 }

@@ -397,15 +397,20 @@ func TestWarmMountReusesIdentity(t *testing.T) {
 	c := startProvider(t, provider.Options{})
 	req := mountRequest{token: wiToken(t, "default", "app-sa"), params: map[string]string{
 		config.KeyVaultName: vault, config.TenantID: tenant, config.ClientID: wiApp,
-		config.Objects: objects("objectName: plain\nobjectType: secret", "objectName: rsa\nobjectType: key", "objectName: web-pfx\nobjectType: cert"),
+		config.Objects: objects("objectName: plain\nobjectType: secret", "objectName: b64\nobjectType: secret", "objectName: hexed\nobjectType: secret",
+			"objectName: db-pass\nobjectType: secret", "objectName: rsa\nobjectType: key", "objectName: web-pfx\nobjectType: cert"),
 	}}
 	em.ResetCounters()
 	if _, err := mount(t, c, req); err != nil {
 		t.Fatal(err)
 	}
 	cold := em.Counters()
-	if cold.TokenRequests == 0 || cold.Challenges == 0 {
-		t.Fatalf("a cold mount made no token request or challenge: %+v", cold)
+	if cold.TokenRequests != 1 {
+		t.Errorf("a cold mount made %d token requests, want 1", cold.TokenRequests)
+	}
+	// One challenge per SDK client (secrets, keys, certificates), not one per concurrent first read.
+	if cold.Challenges != 3 {
+		t.Errorf("a cold mount of 4 secrets, 1 key and 1 certificate answered %d challenges, want 3", cold.Challenges)
 	}
 	em.ResetCounters()
 	req.token = wiToken(t, "default", "app-sa") // the driver sends a fresh token each time
@@ -416,7 +421,7 @@ func TestWarmMountReusesIdentity(t *testing.T) {
 	if warm.TokenRequests != 0 || warm.DiscoveryRequests != 0 || warm.Challenges != 0 {
 		t.Errorf("warm mount: %d token, %d discovery, %d challenge requests; want 0", warm.TokenRequests, warm.DiscoveryRequests, warm.Challenges)
 	}
-	if diff := cmp.Diff(map[string]int64{"secret": 1, "key": 1, "certificate": 1}, warm.KeyVaultGets); diff != "" {
+	if diff := cmp.Diff(map[string]int64{"secret": 4, "key": 1, "certificate": 1}, warm.KeyVaultGets); diff != "" {
 		t.Errorf("warm Key Vault GETs (-want +got):\n%s", diff)
 	}
 }
