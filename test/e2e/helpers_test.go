@@ -221,3 +221,26 @@ func latestSecretVersion(t *testing.T, e *framework.Env, name string) string {
 	}
 	return vs[len(vs)-1].Version
 }
+
+// waitRotated waits until the synced Secret db-creds holds value and the pod's
+// SecretProviderClassPodStatus reports version for secret/db-password.
+func waitRotated(t *testing.T, e *framework.Env, pod framework.Pod, spc, ns, value, version string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "rotated Secret and pod status", func(ctx context.Context) error {
+		s, err := framework.GetSecret(ctx, e.Kube, ns, "db-creds")
+		if err != nil {
+			return err
+		}
+		if v, _ := s.Value("password"); v != value {
+			return fmt.Errorf("synced password = %q", v)
+		}
+		vers, _, err := podStatusVersions(ctx, e, pod, spc)
+		if err != nil {
+			return err
+		}
+		if vers["secret/db-password"] != version {
+			return fmt.Errorf("pod status version %q, want %q", vers["secret/db-password"], version)
+		}
+		return nil
+	})
+}

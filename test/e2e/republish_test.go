@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -60,21 +58,5 @@ func TestRepublishRotationDriverV16(t *testing.T) {
 		time.Sleep(time.Second) // kubelet re-publishes on its volume manager's sync, about every second or more
 	}
 	t.Logf("rotated %s after the new version, %d re-publishes", time.Since(start).Round(time.Millisecond), republishes)
-	eventually(t, 30*time.Second, "rotated Secret and pod status", func(ctx context.Context) error {
-		s, err := framework.GetSecret(ctx, e.Kube, ns, "db-creds")
-		if err != nil {
-			return err
-		}
-		if v, _ := s.Value("password"); v != v2Value {
-			return fmt.Errorf("synced password = %q", v)
-		}
-		vers, _, err := podStatusVersions(ctx, e, pod, spc)
-		if err != nil {
-			return err
-		}
-		if vers["secret/db-password"] != v2 {
-			return fmt.Errorf("pod status version %q, want %q", vers["secret/db-password"], v2)
-		}
-		return nil
-	})
+	waitRotated(t, e, pod, spc, ns, v2Value, v2)
 }

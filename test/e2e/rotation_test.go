@@ -58,23 +58,7 @@ func TestRotation(t *testing.T) {
 		return nil
 	})
 	t.Logf("file rotated %s after the new version", time.Since(start).Round(time.Millisecond))
-	eventually(t, 30*time.Second, "rotated Secret and pod status", func(ctx context.Context) error {
-		s, err := framework.GetSecret(ctx, e.Kube, ns, "db-creds")
-		if err != nil {
-			return err
-		}
-		if v, _ := s.Value("password"); v != v2Value {
-			return fmt.Errorf("synced password = %q", v)
-		}
-		vers, _, err := podStatusVersions(ctx, e, pod, spc)
-		if err != nil {
-			return err
-		}
-		if vers["secret/db-password"] != v2 {
-			return fmt.Errorf("pod status version %q, want %q", vers["secret/db-password"], v2)
-		}
-		return nil
-	})
+	waitRotated(t, e, pod, spc, ns, v2Value, v2)
 	evs, err := framework.ListEvents(ctx, e.Kube, ns)
 	if err != nil {
 		t.Fatal(err)
