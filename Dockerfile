@@ -42,11 +42,15 @@ LABEL org.opencontainers.image.title="akv-provider" \
       org.opencontainers.image.source="https://github.com/akv-csi/provider" \
       org.opencontainers.image.version="${VERSION}"
 COPY --from=builder ${OUT}/licenses /licenses
-COPY --from=builder ${OUT}/provider /provider
+# The binary lives in /bin, like upstream's (/bin/secrets-store-csi-driver-provider-azure):
+# the chart mounts the driver's providers directory at /provider (upstream's
+# path; the socket is unix:///provider/azure.sock), so nothing may be installed
+# at or under /provider. deploy/chart_test.go checks this against the chart.
+COPY --from=builder ${OUT}/provider /bin/akv-provider
 # The image runs as the distroless "nonroot" user (65532), the safe default for
 # anyone running it by hand. The chart deliberately overrides this with
 # runAsUser/runAsGroup 0 and drops every capability, because the driver's
 # providers directory on the host (/var/run/secrets-store-csi-providers) is
 # root-owned and the provider must create its socket there.
 USER 65532:65532
-ENTRYPOINT ["/provider"]
+ENTRYPOINT ["/bin/akv-provider"]

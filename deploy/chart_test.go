@@ -111,6 +111,8 @@ func TestHelmLintStrict(t *testing.T) {
 		"everything":      {"--set", "windows.enabled=true,secrets-store-csi-driver.install=true,secrets-store-csi-driver.windows.enabled=true,caBundle.configMapName=corp-ca"},
 		"no-linux-no-sa":  {"--set", "linux.enabled=false,serviceAccount.create=false"},
 		"image-by-digest": {"--set", "linux.image.digest=sha256:" + strings.Repeat("ab", 32)},
+		"azure-values":    {"-f", "testdata/upstream-values.yaml"},
+		"pod-network":     {"--set", "linux.hostNetwork=false"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -189,6 +191,8 @@ func TestKubeconform(t *testing.T) {
 		"driver":     {"--include-crds", "--set", "secrets-store-csi-driver.install=true"},
 		"everything": {"--include-crds", "-f", "testdata/all-values.yaml"},
 		"ca-secret":  {"--set", "caBundle.secretName=corp-ca,caBundle.key=bundle.pem"},
+		"azure":      {"--include-crds", "-f", "testdata/upstream-values.yaml"},
+		"on-delete":  {"--set", "windows.enabled=true,linux.updateStrategy.type=OnDelete,windows.updateStrategy.type=OnDelete"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -290,6 +294,8 @@ type daemonSet struct {
 			} `json:"metadata"`
 			Spec struct {
 				ServiceAccountName           string              `json:"serviceAccountName"`
+				HostNetwork                  bool                `json:"hostNetwork"`
+				DNSPolicy                    string              `json:"dnsPolicy"`
 				AutomountServiceAccountToken *bool               `json:"automountServiceAccountToken"`
 				ImagePullSecrets             []map[string]string `json:"imagePullSecrets"`
 				PriorityClassName            string              `json:"priorityClassName"`
@@ -382,7 +388,7 @@ func TestDaemonSetDefaults(t *testing.T) {
 		"--healthz-port=8989",
 		"--healthz-path=/healthz",
 		"--healthz-timeout=5s",
-		"--metrics-addr=:8898",
+		"--prometheus-port=8898",
 		"--construct-pem-chain=true",
 		"--write-cert-and-key-in-separate-files=false",
 		"--cloud-name=AzurePublicCloud",
@@ -407,6 +413,8 @@ func TestDaemonSetDefaults(t *testing.T) {
 		"seccompProfile": m{"type": "RuntimeDefault"},
 	}, c.SecurityContext)
 	diff(t, "pod securityContext", m{"seccompProfile": m{"type": "RuntimeDefault"}}, pod.SecurityContext)
+	diff(t, "hostNetwork", true, pod.HostNetwork)
+	diff(t, "dnsPolicy", "ClusterFirstWithHostNet", pod.DNSPolicy)
 	diff(t, "automountServiceAccountToken", false, pod.AutomountServiceAccountToken)
 	diff(t, "serviceAccountName", release, pod.ServiceAccountName)
 	diff(t, "priorityClassName", "system-node-critical", pod.PriorityClassName)
@@ -448,7 +456,7 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"--healthz-port=9001",
 		"--healthz-path=/livez",
 		"--healthz-timeout=2500ms",
-		"--metrics-addr=:9002",
+		"--prometheus-port=9002",
 		"--construct-pem-chain=false",
 		"--write-cert-and-key-in-separate-files=true",
 		"--cloud-name=AzureUSGovernmentCloud",
@@ -456,7 +464,10 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"--result-cache-ttl=2500ms",
 		"--vault-rate-limit=50.5",
 		"--vault-burst=64",
+		"--custom-user-agent=team-a/2",
 	}, c.Args)
+	diff(t, "hostNetwork", false, pod.HostNetwork)
+	diff(t, "dnsPolicy", "Default", pod.DNSPolicy)
 	diff(t, "image", "registry.example.com:5000/team/akv@sha256:"+strings.Repeat("0f", 32), c.Image)
 	diff(t, "pullPolicy", "Always", c.ImagePullPolicy)
 	diff(t, "ports", []m{
@@ -514,7 +525,7 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"--healthz-port=9101",
 		"--healthz-path=/healthz",
 		"--healthz-timeout=5s",
-		"--metrics-addr=:9102",
+		"--prometheus-port=9102",
 		"--construct-pem-chain=false",
 		"--write-cert-and-key-in-separate-files=true",
 		"--cloud-name=AzureUSGovernmentCloud",
@@ -522,7 +533,10 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"--result-cache-ttl=2500ms",
 		"--vault-rate-limit=50.5",
 		"--vault-burst=64",
+		"--custom-user-agent=team-a-win/2",
 	}, wc.Args)
+	diff(t, "windows hostNetwork", false, wp.HostNetwork)
+	diff(t, "windows dnsPolicy", "", wp.DNSPolicy)
 	diff(t, "windows image", "registry.example.com:5000/team/akv:v9-windows", wc.Image)
 	diff(t, "windows ports", []m{
 		{"name": "healthz", "containerPort": 9101, "protocol": "TCP"},
@@ -541,7 +555,7 @@ func TestDaemonSetFromValues(t *testing.T) {
 		switch {
 		case o.Kind == "CSIDriver":
 			csiDriver = true
-			diff(t, "CSIDriver tokenRequests", []m{{"audience": "api://AzureADTokenExchange"}}, o.Spec["tokenRequests"])
+			diff(t, "CSIDriver tokenRequests", []m{{"audience": "api://AzureADTokenExchange"}, {"audience": "api://AKSIdentityBinding"}}, o.Spec["tokenRequests"])
 		case o.Kind == "DaemonSet" && o.Metadata["name"] == "secrets-store-csi-driver":
 			driverDS = true
 			if !bytes.Contains(o.raw, []byte(`"path":"/etc/kubernetes/secrets-store-csi-providers"`)) {
@@ -564,7 +578,7 @@ func TestDriverDependencyValues(t *testing.T) {
 	for _, o := range objs {
 		if o.Kind == "CSIDriver" {
 			found = true
-			diff(t, "tokenRequests", []m{{"audience": "api://AzureADTokenExchange"}}, o.Spec["tokenRequests"])
+			diff(t, "tokenRequests", []m{{"audience": "api://AzureADTokenExchange"}, {"audience": "api://AKSIdentityBinding"}}, o.Spec["tokenRequests"])
 		}
 		if o.Kind == "DaemonSet" && o.Metadata["name"] == "secrets-store-csi-driver" &&
 			!bytes.Contains(o.raw, []byte(`"path":"/var/run/secrets-store-csi-providers"`)) {
@@ -714,8 +728,20 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"logVerbosity=-1", "schema"},
 		{"cloudName=Azure Public", "schema"},
 		{"nameOverride=Bad_Name", "schema"},
-		{"linux.imageTag=v1", "schema"},             // unknown key
-		{"linux.resources.request.cpu=1", "schema"}, // typo
+		{"linux.imageTag=v1", "schema"}, // unknown key
+		{"linux.dnsPolicy=ClusterFirstWithHostNetwork", "schema"},
+		{"linux.hostNetwork=", "schema"}, // ours, not Azure's: strictly boolean
+		{"windows.enabled=maybe", "schema"},
+		{"logFormatJSON=yes", "schema"},
+		{"rbac.instal=false", "schema"}, // typo
+		{"metricsAddr=abc", "schema"},
+		{"metricsAddr=70000", "schema"},
+		{"metricsAddr=:0", "metricsAddr \":0\": want a port number"},
+		{"metricsAddr=8989", "must differ"},
+		{"linux.metricsPort=8989", "must differ"},
+		{"linux.customUserAgent=tab\there", "schema"},
+		{"secrets-store-csi-driver.install=", "schema"}, // helm would read "" as install
+		{"linux.resources.request.cpu=1", "schema"},     // typo
 		{"unknownTopLevel=1", "schema"},
 		{"caBundle.configMapName=a,caBundle.secretName=b", "set configMapName or secretName, not both"},
 		{"secrets-store-csi-driver.install=true,linux.providersDir=/other", "must equal linux.providersDir"},
@@ -738,7 +764,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		})
 	}
 	// Edge values that must still be accepted.
-	for _, set := range []string{"socketName=" + strings.Repeat("a", 30) + ".sock", "socketName=x-y_Z.sock", "linux.healthzTimeout=1m30s"} {
+	for _, set := range []string{"socketName=" + strings.Repeat("a", 30) + ".sock", "socketName=x-y_Z.sock", "linux.healthzTimeout=1m30s",
+		"metricsAddr=:9000", "metricsAddr=9000", "linux.hostNetwork=false", "linux.dnsPolicy=None", "linux.customUserAgent="} {
 		if out, err := helmTemplate(t, "--set", set); err != nil {
 			t.Errorf("--set %s rejected:\n%s", set, out)
 		}
@@ -842,6 +869,9 @@ func valuesTable(t *testing.T) string {
 		if len(l.node.Enum) > 0 {
 			var e []string
 			for _, x := range l.node.Enum {
+				if x == "" {
+					x = `""`
+				}
 				e = append(e, fmt.Sprint(x))
 			}
 			desc += " One of " + strings.Join(e, ", ") + "."
@@ -882,9 +912,10 @@ func TestReadmeValuesTable(t *testing.T) {
 	t.Errorf("the values table in %s is stale; run UPDATE_README=1 make chart-test\n%s", readme, cmp.Diff(text, want))
 }
 
-// TestNotesRender renders NOTES.txt (helm template skips it) by copying the
-// chart and wrapping the notes in a YAML block scalar.
-func TestNotesRender(t *testing.T) {
+// notesChart copies the chart with NOTES.txt wrapped in a YAML block scalar as
+// an ordinary template, because helm template does not render NOTES.txt.
+func notesChart(t *testing.T) string {
+	t.Helper()
 	chartDeps(t)
 	tmp := filepath.Join(t.TempDir(), "akv-provider")
 	mustRun(t, ".", nil, "cp", "-r", chartDir, tmp)
@@ -896,21 +927,82 @@ func TestNotesRender(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tmp, "templates", "notes-as-yaml.yaml"), []byte(wrapped), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return tmp
+}
+
+// renderNotes renders the notes of the chart copy made by notesChart.
+func renderNotes(t *testing.T, chart string, args ...string) string {
+	t.Helper()
+	base := []string{"template", release, chart, "--kube-version", kubeVersion, "--show-only", "templates/notes-as-yaml.yaml"}
+	out := mustRun(t, ".", nil, tool(t, "HELM"), append(base, args...)...)
+	var doc struct{ Notes string }
+	if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+	return doc.Notes
+}
+
+func TestNotesRender(t *testing.T) {
+	chart := notesChart(t)
 	for set, want := range map[string]string{
 		"secrets-store-csi-driver.install=false": "is NOT part of this release",
 		"secrets-store-csi-driver.install=true":  "was installed by this release",
 		"windows.enabled=true":                   `C:\k\secrets-store-csi-providers (Windows)`,
+		"linux.hostNetwork=true":                 "ports 8989 (health) and 8898 (metrics)\nmust be free on every Linux node",
 	} {
-		out := mustRun(t, ".", nil, tool(t, "HELM"), "template", release, tmp, "--kube-version", kubeVersion,
-			"--show-only", "templates/notes-as-yaml.yaml", "--set", set)
-		var doc struct{ Notes string }
-		if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
-			t.Fatalf("--set %s: %v\n%s", set, err, out)
-		}
+		notes := renderNotes(t, chart, "--set", set)
 		for _, w := range []string{want, "provider: azure", "Next steps"} {
-			if !strings.Contains(doc.Notes, w) {
-				t.Errorf("--set %s: NOTES lack %q:\n%s", set, w, doc.Notes)
+			if !strings.Contains(notes, w) {
+				t.Errorf("--set %s: NOTES lack %q:\n%s", set, w, notes)
 			}
+		}
+	}
+	if notes := renderNotes(t, chart, "--set", "linux.hostNetwork=false"); strings.Contains(notes, "node's network") {
+		t.Errorf("NOTES mention the node's network with linux.hostNetwork=false:\n%s", notes)
+	}
+}
+
+// Azure's values that mean nothing here are accepted, and the install notes
+// name each one that is set, with the reason; none when they are not set.
+func TestNotesIgnoredValues(t *testing.T) {
+	chart := notesChart(t)
+	ignored := map[string]string{
+		"rbac.pspEnabled":        "PodSecurityPolicy was removed in Kubernetes 1.25",
+		"enableArcExtension":     "Azure Arc extension",
+		"linux.kubeletRootDir":   "secrets-store-csi-driver.linux.kubeletRootDir",
+		"windows.kubeletRootDir": "secrets-store-csi-driver.windows.kubeletRootDir",
+	}
+	const header = "Ignored values (accepted for compatibility with Azure's chart"
+	for name, args := range map[string][]string{
+		"defaults":       nil,
+		"set to default": {"--set", "rbac.pspEnabled=false,enableArcExtension=false,linux.kubeletRootDir=,windows.kubeletRootDir="},
+		"set empty":      {"--set", "rbac.pspEnabled=,enableArcExtension="},
+	} {
+		if notes := renderNotes(t, chart, args...); strings.Contains(notes, header) {
+			t.Errorf("%s: NOTES list ignored values although none is set:\n%s", name, notes)
+		}
+	}
+	// Each one alone names only itself.
+	for key, why := range ignored {
+		value := "true"
+		if strings.HasSuffix(key, "kubeletRootDir") {
+			value = "/var/lib/kubelet"
+		}
+		notes := renderNotes(t, chart, "--set", key+"="+value)
+		for other := range ignored {
+			if got := strings.Contains(notes, "  - "+other+": "); got != (other == key) {
+				t.Errorf("--set %s=%s: NOTES mention %s: %v, want %v:\n%s", key, value, other, got, other == key, notes)
+			}
+		}
+		if !strings.Contains(notes, header) || !strings.Contains(notes, why) {
+			t.Errorf("--set %s=%s: NOTES lack %q / %q:\n%s", key, value, header, why, notes)
+		}
+	}
+	// Azure's own values file sets all four.
+	notes := renderNotes(t, chart, "-f", "testdata/upstream-values.yaml")
+	for key, why := range ignored {
+		if !strings.Contains(notes, "  - "+key+": ") || !strings.Contains(notes, why) {
+			t.Errorf("with testdata/upstream-values.yaml: NOTES do not say %s is ignored (%q):\n%s", key, why, notes)
 		}
 	}
 }
@@ -948,11 +1040,14 @@ func TestManifestsUpToDate(t *testing.T) {
 	}
 }
 
-// dockerStage is one stage of a Dockerfile: its ARG defaults and RUN commands.
+// dockerStage is one stage of a Dockerfile: its ARG defaults, RUN and COPY
+// arguments and its last ENTRYPOINT.
 type dockerStage struct {
-	name string
-	args map[string]string
-	runs []string
+	name       string
+	args       map[string]string
+	runs       []string
+	copies     []string
+	entrypoint string
 }
 
 // parseDockerfile reads instructions (joining continuation lines) and groups
@@ -1007,6 +1102,14 @@ func parseDockerfile(t *testing.T, path string) []dockerStage {
 		case "RUN":
 			if len(stages) > 0 {
 				stages[len(stages)-1].runs = append(stages[len(stages)-1].runs, rest)
+			}
+		case "COPY":
+			if len(stages) > 0 {
+				stages[len(stages)-1].copies = append(stages[len(stages)-1].copies, rest)
+			}
+		case "ENTRYPOINT":
+			if len(stages) > 0 {
+				stages[len(stages)-1].entrypoint = rest
 			}
 		}
 	}
@@ -1094,7 +1197,7 @@ func TestDockerfileBuildCommand(t *testing.T) {
 		m{"version": info["version"], "gitCommit": info["gitCommit"], "buildDate": info["buildDate"]})
 
 	// The binary accepts every flag the chart passes, with default and with changed values.
-	for _, tc := range []struct{ name, values string }{{release, ""}, {"kv", "testdata/all-values.yaml"}} {
+	for _, tc := range []struct{ name, values string }{{release, ""}, {"kv", "testdata/all-values.yaml"}, {"kv-up", "testdata/upstream-values.yaml"}} {
 		args := []string{}
 		if tc.values != "" {
 			args = append(args, "-f", tc.values)
@@ -1152,5 +1255,511 @@ func TestVersionsAgree(t *testing.T) {
 	}
 	if !strings.Contains(string(script), `version="`+driverVersion+`"`) {
 		t.Errorf("hack/chart/package-driver-chart.sh does not package %s", driverVersion)
+	}
+}
+
+// upstreamDefaults lists every key of Azure's chart values.yaml with Azure's
+// default as JSON; maps and lists count as one key. Taken from
+// csi-secrets-store-provider-azure 1.7.2 (Azure/secrets-store-csi-driver-provider-azure
+// commit 1479839252f8): chart 1.8.2's values.yaml was not available when this was
+// written; diff it against this list when it is.
+var upstreamDefaults = map[string]string{
+	"nameOverride":                   `""`,
+	"fullnameOverride":               `""`,
+	"imagePullSecrets":               `[]`,
+	"logFormatJSON":                  `false`,
+	"logVerbosity":                   `0`,
+	"enableArcExtension":             `false`,
+	"rbac.install":                   `true`,
+	"rbac.pspEnabled":                `false`,
+	"constructPEMChain":              `true`,
+	"writeCertAndKeyInSeparateFiles": `false`,
+	"metricsAddr":                    `"8898"`,
+
+	"linux.image.repository":                            `"mcr.microsoft.com/oss/v2/azure/secrets-store/provider-azure"`,
+	"linux.image.tag":                                   `"v1.7.2"`,
+	"linux.image.pullPolicy":                            `"IfNotPresent"`,
+	"linux.nodeSelector":                                `{}`,
+	"linux.tolerations":                                 `[{"operator":"Exists"}]`,
+	"linux.enabled":                                     `true`,
+	"linux.resources.requests.cpu":                      `"50m"`,
+	"linux.resources.requests.memory":                   `"100Mi"`,
+	"linux.resources.limits.cpu":                        `"50m"`,
+	"linux.resources.limits.memory":                     `"100Mi"`,
+	"linux.podLabels":                                   `{}`,
+	"linux.podAnnotations":                              `{}`,
+	"linux.priorityClassName":                           `""`,
+	"linux.updateStrategy.type":                         `"RollingUpdate"`,
+	"linux.updateStrategy.rollingUpdate.maxUnavailable": `1`,
+	"linux.privileged":                                  `false`,
+	"linux.customUserAgent":                             `""`,
+	"linux.healthzPort":                                 `8989`,
+	"linux.healthzPath":                                 `"/healthz"`,
+	"linux.healthzTimeout":                              `"5s"`,
+	"linux.volumes":                                     `[]`,
+	"linux.volumeMounts":                                `[]`,
+	"linux.kubeletRootDir":                              `"/var/lib/kubelet"`,
+	"linux.providersDir":                                `"/var/run/secrets-store-csi-providers"`,
+	"linux.affinity":                                    `{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"type","operator":"NotIn","values":["virtual-kubelet"]}]}]}}}`,
+	"linux.dnsPolicy":                                   `""`,
+
+	"windows.image.repository":                            `"mcr.microsoft.com/oss/v2/azure/secrets-store/provider-azure"`,
+	"windows.image.tag":                                   `"v1.7.2"`,
+	"windows.image.pullPolicy":                            `"IfNotPresent"`,
+	"windows.nodeSelector":                                `{}`,
+	"windows.tolerations":                                 `[{"operator":"Exists"}]`,
+	"windows.enabled":                                     `false`,
+	"windows.resources.requests.cpu":                      `"100m"`,
+	"windows.resources.requests.memory":                   `"200Mi"`,
+	"windows.resources.limits.cpu":                        `"100m"`,
+	"windows.resources.limits.memory":                     `"200Mi"`,
+	"windows.podLabels":                                   `{}`,
+	"windows.podAnnotations":                              `{}`,
+	"windows.priorityClassName":                           `""`,
+	"windows.updateStrategy.type":                         `"RollingUpdate"`,
+	"windows.updateStrategy.rollingUpdate.maxUnavailable": `1`,
+	"windows.customUserAgent":                             `""`,
+	"windows.healthzPort":                                 `8989`,
+	"windows.healthzPath":                                 `"/healthz"`,
+	"windows.healthzTimeout":                              `"5s"`,
+	"windows.volumes":                                     `[]`,
+	"windows.volumeMounts":                                `[]`,
+	"windows.kubeletRootDir":                              `"C:\\var\\lib\\kubelet"`,
+	"windows.providersDir":                                `"C:\\k\\secrets-store-csi-providers"`,
+	"windows.affinity":                                    `{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"type","operator":"NotIn","values":["virtual-kubelet"]}]}]}}}`,
+
+	"secrets-store-csi-driver.install":                               `true`,
+	"secrets-store-csi-driver.fullnameOverride":                      `"secrets-store-csi-driver"`,
+	"secrets-store-csi-driver.linux.enabled":                         `true`,
+	"secrets-store-csi-driver.linux.kubeletRootDir":                  `"/var/lib/kubelet"`,
+	"secrets-store-csi-driver.linux.metricsAddr":                     `":8080"`,
+	"secrets-store-csi-driver.linux.priorityClassName":               `""`,
+	"secrets-store-csi-driver.linux.image.repository":                `"mcr.microsoft.com/oss/v2/kubernetes-csi/secrets-store/driver"`,
+	"secrets-store-csi-driver.linux.image.tag":                       `"v1.5.4"`,
+	"secrets-store-csi-driver.linux.image.pullPolicy":                `"IfNotPresent"`,
+	"secrets-store-csi-driver.linux.registrarImage.repository":       `"mcr.microsoft.com/oss/v2/kubernetes-csi/csi-node-driver-registrar"`,
+	"secrets-store-csi-driver.linux.registrarImage.tag":              `"v2.14.0"`,
+	"secrets-store-csi-driver.linux.registrarImage.pullPolicy":       `"IfNotPresent"`,
+	"secrets-store-csi-driver.linux.livenessProbeImage.repository":   `"mcr.microsoft.com/oss/v2/kubernetes-csi/livenessprobe"`,
+	"secrets-store-csi-driver.linux.livenessProbeImage.tag":          `"v2.15.0"`,
+	"secrets-store-csi-driver.linux.livenessProbeImage.pullPolicy":   `"IfNotPresent"`,
+	"secrets-store-csi-driver.linux.crds.image.repository":           `"mcr.microsoft.com/oss/v2/kubernetes-csi/secrets-store/driver-crds"`,
+	"secrets-store-csi-driver.linux.crds.image.tag":                  `"v1.5.4"`,
+	"secrets-store-csi-driver.linux.crds.image.pullPolicy":           `"IfNotPresent"`,
+	"secrets-store-csi-driver.linux.providersDir":                    `"/var/run/secrets-store-csi-providers"`,
+	"secrets-store-csi-driver.windows.enabled":                       `false`,
+	"secrets-store-csi-driver.windows.kubeletRootDir":                `"C:\\var\\lib\\kubelet"`,
+	"secrets-store-csi-driver.windows.metricsAddr":                   `":8080"`,
+	"secrets-store-csi-driver.windows.priorityClassName":             `""`,
+	"secrets-store-csi-driver.windows.image.repository":              `"mcr.microsoft.com/oss/v2/kubernetes-csi/secrets-store/driver"`,
+	"secrets-store-csi-driver.windows.image.tag":                     `"v1.5.4"`,
+	"secrets-store-csi-driver.windows.image.pullPolicy":              `"IfNotPresent"`,
+	"secrets-store-csi-driver.windows.registrarImage.repository":     `"mcr.microsoft.com/oss/v2/kubernetes-csi/csi-node-driver-registrar"`,
+	"secrets-store-csi-driver.windows.registrarImage.tag":            `"v2.14.0"`,
+	"secrets-store-csi-driver.windows.registrarImage.pullPolicy":     `"IfNotPresent"`,
+	"secrets-store-csi-driver.windows.livenessProbeImage.repository": `"mcr.microsoft.com/oss/v2/kubernetes-csi/livenessprobe"`,
+	"secrets-store-csi-driver.windows.livenessProbeImage.tag":        `"v2.15.0"`,
+	"secrets-store-csi-driver.windows.livenessProbeImage.pullPolicy": `"IfNotPresent"`,
+	"secrets-store-csi-driver.enableSecretRotation":                  `false`,
+	"secrets-store-csi-driver.rotationPollInterval":                  `"2m"`,
+	"secrets-store-csi-driver.filteredWatchSecret":                   `true`,
+	"secrets-store-csi-driver.syncSecret.enabled":                    `false`,
+	"secrets-store-csi-driver.tokenRequests":                         `[{"audience":"api://AzureADTokenExchange"}]`,
+}
+
+// Keys testdata/upstream-values.yaml leaves at Azure's default, and why.
+var upstreamKeptDefault = map[string]string{
+	"linux.enabled":                          "false renders no Linux DaemonSet to check linux.* on",
+	"secrets-store-csi-driver.install":       "false renders no driver to check its values on",
+	"secrets-store-csi-driver.linux.enabled": "false renders no driver DaemonSet",
+	"linux.updateStrategy.type":              "OnDelete forbids the rollingUpdate.maxUnavailable set beside it; OnDelete is rendered separately",
+	"windows.updateStrategy.type":            "as linux.updateStrategy.type",
+}
+
+func loadValuesFile(t *testing.T, path string) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return v
+}
+
+func lookupPath(values map[string]any, path string) (any, bool) {
+	var cur any = values
+	for _, k := range strings.Split(path, ".") {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = mm[k]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// TestUpstreamValues renders testdata/upstream-values.yaml, which sets every
+// key of Azure's values.yaml away from Azure's default, and checks that each
+// key means here what it means there (or, for the ignored ones, nothing).
+// TestKubeconform validates the same render, TestDockerfileBuildCommand runs
+// the binary with its flags and TestNotesIgnoredValues checks its notes.
+func TestUpstreamValues(t *testing.T) {
+	values := loadValuesFile(t, "testdata/upstream-values.yaml")
+	for key, def := range upstreamDefaults {
+		got, ok := lookupPath(values, key)
+		if !ok {
+			t.Errorf("testdata/upstream-values.yaml does not set Azure's key %s", key)
+			continue
+		}
+		gotJSON, _ := json.Marshal(got)
+		_, kept := upstreamKeptDefault[key]
+		if same := cmp.Equal(jsonOf(t, json.RawMessage(def)), jsonOf(t, got)); same != kept {
+			t.Errorf("testdata/upstream-values.yaml: %s = %s, Azure's default %s (want it %s)", key, gotJSON, def,
+				map[bool]string{true: "kept: " + upstreamKeptDefault[key], false: "changed"}[kept])
+		}
+	}
+
+	out, err := helmTemplate(t, "-f", "testdata/upstream-values.yaml")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	objs := parse(t, out)
+	for _, o := range objs {
+		if o.Kind == "PodSecurityPolicy" {
+			t.Errorf("rendered PodSecurityPolicy %v (rbac.pspEnabled is ignored)", o.Metadata["name"])
+		}
+		// The driver's objects are named sscd* (its fullnameOverride) or secretprovider*.
+		if !strings.HasPrefix(fmt.Sprint(o.Metadata["name"]), "kv-up") {
+			continue
+		}
+		if o.Kind == "ServiceAccount" {
+			t.Errorf("rbac.install=false still renders ServiceAccount %v", o.Metadata["name"])
+		}
+		if strings.Contains(o.Kind, "Role") {
+			t.Errorf("rendered %s %v: the provider needs no RBAC", o.Kind, o.Metadata["name"])
+		}
+	}
+
+	ds := findDaemonSet(t, objs, "kv-up")
+	pod := ds.Spec.Template.Spec
+	c := pod.Containers[0]
+	diff(t, "args", []string{
+		"--endpoint=unix:///provider/azure.sock",
+		"--log-format-json=true",
+		"-v=3",
+		"--healthz-port=9898",
+		"--healthz-path=/livez",
+		"--healthz-timeout=3s",
+		"--prometheus-port=9797",
+		"--construct-pem-chain=false",
+		"--write-cert-and-key-in-separate-files=true",
+		"--cloud-name=AzurePublicCloud",
+		"--parallel-fetches=8",
+		"--result-cache-ttl=10s",
+		"--vault-rate-limit=200",
+		"--vault-burst=400",
+		"--custom-user-agent=contoso-aks/1.0 (cluster prod-1)",
+	}, c.Args)
+	diff(t, "image", "myacr.azurecr.io/oss/azure/secrets-store/provider-azure:v1.8.2", c.Image)
+	diff(t, "pullPolicy", "Always", c.ImagePullPolicy)
+	diff(t, "ports", []m{
+		{"name": "healthz", "containerPort": 9898, "protocol": "TCP"},
+		{"name": "metrics", "containerPort": 9797, "protocol": "TCP"},
+	}, c.Ports)
+	diff(t, "livenessProbe", m{
+		"httpGet":             m{"path": "/livez", "port": 9898},
+		"initialDelaySeconds": 5, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 3,
+	}, c.LivenessProbe)
+	diff(t, "resources", m{"requests": m{"cpu": "20m", "memory": "60Mi"}, "limits": m{"cpu": "250m", "memory": "300Mi"}}, c.Resources)
+	diff(t, "securityContext (linux.privileged)", m{
+		"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": false, "privileged": true,
+		"readOnlyRootFilesystem": true,
+		"capabilities":           m{"drop": []string{"ALL"}},
+		"seccompProfile":         m{"type": "RuntimeDefault"},
+	}, c.SecurityContext)
+	diff(t, "hostNetwork", true, pod.HostNetwork)
+	diff(t, "dnsPolicy", "Default", pod.DNSPolicy)
+	diff(t, "serviceAccountName (rbac.install=false)", "default", pod.ServiceAccountName)
+	diff(t, "imagePullSecrets", []m{{"name": "acr-pull"}}, pod.ImagePullSecrets)
+	diff(t, "priorityClassName", "system-cluster-critical", pod.PriorityClassName)
+	diff(t, "nodeSelector", m{"kubernetes.io/os": "linux", "agentpool": "system"}, pod.NodeSelector)
+	diff(t, "tolerations", []m{{"key": "CriticalAddonsOnly", "operator": "Exists"}}, pod.Tolerations)
+	diff(t, "affinity", m{"nodeAffinity": m{"requiredDuringSchedulingIgnoredDuringExecution": m{
+		"nodeSelectorTerms": []m{{"matchExpressions": []m{{"key": "kubernetes.azure.com/mode", "operator": "In", "values": []string{"system"}}}}},
+	}}}, pod.Affinity)
+	diff(t, "updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": 2}}, ds.Spec.UpdateStrategy)
+	diff(t, "pod labels team/app", map[string]string{"team": "platform", "app": "kv-upstream"},
+		map[string]string{"team": ds.Spec.Template.Metadata.Labels["team"], "app": ds.Spec.Template.Metadata.Labels["app"]})
+	diff(t, "podAnnotations", map[string]string{"example.com/owner": "platform"}, ds.Spec.Template.Metadata.Annotations)
+	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}, {"name": "extra", "mountPath": "/extra"}}, c.VolumeMounts)
+	diff(t, "volumes", []m{
+		{"name": "providers-dir", "hostPath": m{"path": "/etc/kubernetes/secrets-store-csi-providers", "type": "DirectoryOrCreate"}},
+		{"name": "extra", "emptyDir": m{}},
+	}, pod.Volumes)
+
+	w := findDaemonSet(t, objs, "kv-up-windows")
+	wp := w.Spec.Template.Spec
+	wc := wp.Containers[0]
+	diff(t, "windows args", []string{
+		`--endpoint=unix://C:\provider\azure.sock`,
+		"--log-format-json=true",
+		"-v=3",
+		"--healthz-port=9899",
+		"--healthz-path=/readyz",
+		"--healthz-timeout=4s",
+		"--prometheus-port=9797",
+		"--construct-pem-chain=false",
+		"--write-cert-and-key-in-separate-files=true",
+		"--cloud-name=AzurePublicCloud",
+		"--parallel-fetches=8",
+		"--result-cache-ttl=10s",
+		"--vault-rate-limit=200",
+		"--vault-burst=400",
+		"--custom-user-agent=contoso-aks-win/1.0",
+	}, wc.Args)
+	diff(t, "windows image", "myacr.azurecr.io/oss/azure/secrets-store/provider-azure:v1.8.2-windows", wc.Image)
+	diff(t, "windows pullPolicy", "Never", wc.ImagePullPolicy)
+	diff(t, "windows resources", m{"requests": m{"cpu": "150m", "memory": "250Mi"}, "limits": m{"cpu": "300m", "memory": "500Mi"}}, wc.Resources)
+	diff(t, "windows hostNetwork", false, wp.HostNetwork)
+	diff(t, "windows nodeSelector", m{"kubernetes.io/os": "windows", "agentpool": "win"}, wp.NodeSelector)
+	diff(t, "windows tolerations", []m{{"key": "os", "operator": "Equal", "value": "windows", "effect": "NoSchedule"}}, wp.Tolerations)
+	diff(t, "windows updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": "25%"}}, w.Spec.UpdateStrategy)
+	diff(t, "windows pod label app", "kv-upstream", w.Spec.Template.Metadata.Labels["app"])
+	diff(t, "windows podAnnotations", map[string]string{"example.com/owner": "platform-win"}, w.Spec.Template.Metadata.Annotations)
+	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}, {"name": "extra", "mountPath": `C:\extra`}}, wc.VolumeMounts)
+	diff(t, "windows volumes", []m{
+		{"name": "providers-dir", "hostPath": m{"path": `D:\secrets-store-csi-providers`, "type": "DirectoryOrCreate"}},
+		{"name": "extra", "emptyDir": m{}},
+	}, wp.Volumes)
+
+	// The driver chart receives Azure's secrets-store-csi-driver values.
+	var sawCSIDriver, sawDriver bool
+	for _, o := range objs {
+		switch {
+		case o.Kind == "CSIDriver":
+			sawCSIDriver = true
+			diff(t, "CSIDriver tokenRequests", []m{{"audience": "api://AzureADTokenExchange"}, {"audience": "https://kv.example.com"}}, o.Spec["tokenRequests"])
+		case o.Kind == "DaemonSet" && o.Metadata["name"] == "sscd":
+			sawDriver = true
+			for _, want := range []string{`"--metrics-addr=:8081"`, `"/var/lib/k8s/kubelet/pods"`, `"/etc/kubernetes/secrets-store-csi-providers"`, `"--rotation-poll-interval=90s"`, `driver:v1.5.6"`} {
+				if !bytes.Contains(o.raw, []byte(want)) {
+					t.Errorf("driver DaemonSet lacks %s: %s", want, o.raw)
+				}
+			}
+		}
+	}
+	if !sawCSIDriver || !sawDriver {
+		t.Errorf("driver objects missing: CSIDriver %v, DaemonSet sscd %v", sawCSIDriver, sawDriver)
+	}
+
+	// OnDelete from a values file: the merged default rollingUpdate is dropped.
+	out, err = helmTemplate(t, "-f", "testdata/upstream-values.yaml", "--set", "windows.updateStrategy.type=OnDelete")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	diff(t, "OnDelete updateStrategy", m{"type": "OnDelete"}, findDaemonSet(t, parse(t, out), "kv-up-windows").Spec.UpdateStrategy)
+}
+
+// Helm's --set gives an empty string for `key=`; Azure's booleans read it as
+// false, so `--set windows.enabled=` must render without Windows (and not fail
+// "got string, want boolean").
+func TestUpstreamEmptyBooleans(t *testing.T) {
+	render := func(t *testing.T, args ...string) []object {
+		t.Helper()
+		out, err := helmTemplate(t, args...)
+		if err != nil {
+			t.Fatalf("helm template %v: %v\n%s", args, err, out)
+		}
+		return parse(t, out)
+	}
+	has := func(objs []object, kind, name string) bool {
+		for _, o := range objs {
+			if o.Kind == kind && (name == "" || o.Metadata["name"] == name) {
+				return true
+			}
+		}
+		return false
+	}
+	t.Run("windows.enabled=", func(t *testing.T) {
+		t.Parallel()
+		for _, args := range [][]string{
+			{"--set", "windows.enabled="},
+			{"-f", "testdata/upstream-values.yaml", "--set", "windows.enabled="}, // overrides a true
+		} {
+			objs := render(t, args...)
+			if has(objs, "DaemonSet", release+"-windows") || has(objs, "DaemonSet", "kv-up-windows") {
+				t.Errorf("%v renders the provider's Windows DaemonSet", args)
+			}
+			if !has(objs, "DaemonSet", release) && !has(objs, "DaemonSet", "kv-up") {
+				t.Errorf("%v renders no Linux DaemonSet", args)
+			}
+		}
+	})
+	t.Run("linux.enabled=", func(t *testing.T) {
+		t.Parallel()
+		objs := render(t, "--set", "linux.enabled=,windows.enabled=true")
+		if has(objs, "DaemonSet", release) || !has(objs, "DaemonSet", release+"-windows") {
+			t.Errorf("linux.enabled= with windows.enabled=true: want only the Windows DaemonSet")
+		}
+	})
+	t.Run("flags", func(t *testing.T) {
+		t.Parallel()
+		objs := render(t, "--set", "logFormatJSON=,constructPEMChain=,writeCertAndKeyInSeparateFiles=,linux.privileged=")
+		c := findDaemonSet(t, objs, release).Spec.Template.Spec.Containers[0]
+		for _, want := range []string{"--log-format-json=false", "--construct-pem-chain=false", "--write-cert-and-key-in-separate-files=false"} {
+			if !slices.Contains(c.Args, want) {
+				t.Errorf("args %v lack %s", c.Args, want)
+			}
+		}
+		if c.SecurityContext["allowPrivilegeEscalation"] != false || c.SecurityContext["privileged"] != nil {
+			t.Errorf("linux.privileged= gives securityContext %v, want allowPrivilegeEscalation false and no privileged", c.SecurityContext)
+		}
+	})
+	t.Run("rbac", func(t *testing.T) {
+		t.Parallel()
+		objs := render(t, "--set", "rbac.install=,rbac.pspEnabled=,enableArcExtension=")
+		if has(objs, "ServiceAccount", "") {
+			t.Error("rbac.install= still renders the ServiceAccount")
+		}
+		diff(t, "serviceAccountName", "default", findDaemonSet(t, objs, release).Spec.Template.Spec.ServiceAccountName)
+	})
+	t.Run("driver", func(t *testing.T) {
+		t.Parallel()
+		objs := render(t, "--set", "secrets-store-csi-driver.install=true,secrets-store-csi-driver.syncSecret.enabled=,secrets-store-csi-driver.enableSecretRotation=")
+		if !has(objs, "CSIDriver", "") {
+			t.Error("no CSIDriver rendered")
+		}
+		for _, o := range objs {
+			if strings.Contains(o.Kind, "Role") && (strings.Contains(fmt.Sprint(o.Metadata["name"]), "syncsecret") || strings.Contains(fmt.Sprint(o.Metadata["name"]), "rotation")) {
+				t.Errorf("empty syncSecret.enabled / enableSecretRotation render %s %v", o.Kind, o.Metadata["name"])
+			}
+		}
+	})
+}
+
+// Pods carry Azure's label app: csi-secrets-store-provider-azure (nameOverride
+// replaces it, as in Azure's chart) beside ours; the selector is unchanged.
+func TestUpstreamLabel(t *testing.T) {
+	for _, tc := range []struct {
+		set, name, want string
+	}{
+		{"windows.enabled=true", release, "csi-secrets-store-provider-azure"},
+		{"windows.enabled=true,nameOverride=kv-csi", release + "-kv-csi", "kv-csi"},
+		{"windows.enabled=true,linux.podLabels.app=mine,windows.podLabels.app=mine", release, "mine"},
+	} {
+		out, err := helmTemplate(t, "--set", tc.set)
+		if err != nil {
+			t.Fatalf("--set %s: %v\n%s", tc.set, err, out)
+		}
+		objs := parse(t, out)
+		for _, name := range []string{tc.name, tc.name + "-windows"} {
+			ds := findDaemonSet(t, objs, name)
+			if got := ds.Spec.Template.Metadata.Labels["app"]; got != tc.want {
+				t.Errorf("--set %s: %s pod label app = %q, want %q", tc.set, name, got, tc.want)
+			}
+			if got := ds.Spec.Template.Metadata.Labels["app.kubernetes.io/instance"]; got != release {
+				t.Errorf("--set %s: %s lost our labels: %v", tc.set, name, ds.Spec.Template.Metadata.Labels)
+			}
+			if _, ok := ds.Spec.Selector["matchLabels"].(map[string]any)["app"]; ok {
+				t.Errorf("--set %s: %s selector %v has app (the selector is immutable; keep it as it was)", tc.set, name, ds.Spec.Selector)
+			}
+		}
+		if n := strings.Count(out, "\n        app: "); n != 2 {
+			t.Errorf("--set %s: %d pod-template app labels rendered, want 2 (one per DaemonSet, no duplicates)", tc.set, n)
+		}
+	}
+}
+
+// mountCovers reports whether path is mountPath or inside it; on Windows,
+// paths compare without drive letter, case or separator differences.
+func mountCovers(mountPath, path string, windows bool) bool {
+	norm := func(p string) string {
+		if windows {
+			p = strings.ToLower(strings.ReplaceAll(p, `\`, "/"))
+			if len(p) >= 2 && p[1] == ':' {
+				p = p[2:]
+			}
+		}
+		return filepath.ToSlash(filepath.Clean("/" + p))
+	}
+	mp, p := norm(mountPath), norm(path)
+	return mp == "/" || p == mp || strings.HasPrefix(p, mp+"/")
+}
+
+// imageBinary returns the file the image's ENTRYPOINT runs (exec form), and
+// checks that a COPY of the final stage puts a file there.
+func imageBinary(t *testing.T, dockerfile string, windows bool) string {
+	t.Helper()
+	stages := parseDockerfile(t, dockerfile)
+	final := stages[len(stages)-1]
+	var ep []string
+	if err := json.Unmarshal([]byte(final.entrypoint), &ep); err != nil || len(ep) == 0 {
+		t.Fatalf("%s: ENTRYPOINT %q is not a JSON (exec form) list: %v", dockerfile, final.entrypoint, err)
+	}
+	for _, c := range final.copies {
+		f := strings.Fields(c)
+		if dest := f[len(f)-1]; mountCovers(dest, ep[0], windows) && mountCovers(ep[0], dest, windows) {
+			return ep[0]
+		}
+	}
+	t.Fatalf("%s: no COPY in the final stage writes the ENTRYPOINT binary %s (copies: %q)", dockerfile, ep[0], final.copies)
+	return ""
+}
+
+// The image's binary must not be at or under any path the DaemonSets mount:
+// a hostPath directory mounted over the binary (the Dockerfile used to put it
+// at /provider, where the chart mounts the providers directory) makes runc fail
+// "not a directory" and the pod crash-loop.
+func TestImageBinaryOutsideMounts(t *testing.T) {
+	if !mountCovers("/provider", "/provider", false) || !mountCovers(`C:\provider`, `c:/Provider/x.exe`, true) ||
+		mountCovers("/provider", "/provider.exe", false) || mountCovers(`C:\provider`, `C:\provider.exe`, true) {
+		t.Fatal("mountCovers is wrong")
+	}
+	binaries := map[string]string{
+		"linux":   imageBinary(t, "../Dockerfile", false),
+		"windows": imageBinary(t, "../Dockerfile.windows", true),
+	}
+	checked := 0
+	for _, args := range [][]string{
+		{"--set", "windows.enabled=true"},
+		{"--set", "windows.enabled=true,caBundle.configMapName=corp-ca"},
+		{"-f", "testdata/all-values.yaml"},
+		{"-f", "testdata/upstream-values.yaml"},
+	} {
+		out, err := helmTemplate(t, args...)
+		if err != nil {
+			t.Fatalf("helm template %v: %v\n%s", args, err, out)
+		}
+		for _, o := range parse(t, out) {
+			if o.Kind != "DaemonSet" || strings.HasPrefix(fmt.Sprint(o.Metadata["name"]), "secrets-store-csi-driver") || o.Metadata["name"] == "sscd" {
+				continue
+			}
+			var ds daemonSet
+			if err := json.Unmarshal(o.raw, &ds); err != nil {
+				t.Fatal(err)
+			}
+			osName := ds.Spec.Template.Spec.NodeSelector["kubernetes.io/os"]
+			bin, ok := binaries[osName]
+			if !ok {
+				t.Fatalf("DaemonSet %s: no image for kubernetes.io/os=%q", ds.Metadata.Name, osName)
+			}
+			for _, c := range ds.Spec.Template.Spec.Containers {
+				for _, vm := range c.VolumeMounts {
+					mp := fmt.Sprint(vm["mountPath"])
+					checked++
+					if mountCovers(mp, bin, osName == "windows") {
+						t.Errorf("%v: DaemonSet %s mounts %s at %s, over the image's binary %s", args, ds.Metadata.Name, vm["name"], mp, bin)
+					}
+				}
+			}
+		}
+	}
+	if checked < 8 {
+		t.Errorf("only %d volume mounts checked", checked)
 	}
 }

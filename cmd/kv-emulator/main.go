@@ -2,14 +2,18 @@
 // emulator on loopback until SIGTERM or SIGINT.
 //
 //	kv-emulator [--seed FILE] [--listen 127.0.0.1:0] [--proxy-listen 127.0.0.1:0] [--state-dir DIR] [-v]
+//	            [--token-proxy-listen 127.0.0.1:0 [--token-proxy-cluster-id ID] [--token-proxy-server-name NAME]
+//	             [--token-proxy-binding CLIENT_ID=system:serviceaccount:NS:SA ...]]
 //
-// With --state-dir it writes ca.pem, cloud.json (AzureStackCloud) and, last,
+// With --state-dir it writes ca.pem, cloud.json (AzureStackCloud), tokenproxy.json
+// ({"url","serverName","clusterID"}, with --token-proxy-listen) and, last,
 // endpoints.json ({"url","proxyURL","tenantID"}), each atomically, so
 // scripts can wait for endpoints.json.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/akv-csi/provider/pkg/emulator"
@@ -29,6 +34,25 @@ type options struct {
 	proxyListen string
 	stateDir    string
 	verbose     bool
+
+	tokenProxyListen     string
+	tokenProxyClusterID  string
+	tokenProxyServerName string
+	tokenProxyBindings   bindingsFlag
+}
+
+// bindingsFlag collects --token-proxy-binding CLIENT_ID=SUBJECT.
+type bindingsFlag []emulator.IdentityBinding
+
+func (b *bindingsFlag) String() string { return fmt.Sprint(*b) }
+
+func (b *bindingsFlag) Set(v string) error {
+	id, sub, ok := strings.Cut(v, "=")
+	if !ok || strings.TrimSpace(id) == "" || !strings.HasPrefix(sub, "system:serviceaccount:") {
+		return fmt.Errorf("%q is not CLIENT_ID=system:serviceaccount:NAMESPACE:NAME", v)
+	}
+	*b = append(*b, emulator.IdentityBinding{ClientID: strings.TrimSpace(id), Subject: sub})
+	return nil
 }
 
 func main() {
@@ -47,6 +71,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.proxyListen, "proxy-listen", "127.0.0.1:0", "proxy, managed identity and admin listen address (loopback only)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for ca.pem, cloud.json and endpoints.json")
 	fs.BoolVar(&o.verbose, "v", false, "log every request (method, host, path, status; never values or tokens)")
+	fs.StringVar(&o.tokenProxyListen, "token-proxy-listen", "", "AKS token proxy (identity binding) TLS listen address (loopback only); empty: none")
+	fs.StringVar(&o.tokenProxyClusterID, "token-proxy-cluster-id", emulator.DefaultClusterID, "cluster ID in the token proxy's API server certificate")
+	fs.StringVar(&o.tokenProxyServerName, "token-proxy-server-name", "", "TLS server name of the token proxy; empty: computed from the cluster ID")
+	fs.Var(&o.tokenProxyBindings, "token-proxy-binding", "CLIENT_ID=system:serviceaccount:NAMESPACE:NAME: let a service account use a user-assigned identity (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -83,6 +111,14 @@ func run(ctx context.Context, o options, logger *log.Logger) error {
 		return err
 	}
 	defer e.Close()
+	var tp *emulator.TokenProxy
+	if o.tokenProxyListen != "" {
+		if tp, err = e.StartTokenProxy(emulator.TokenProxyOptions{Addr: o.tokenProxyListen, ClusterID: o.tokenProxyClusterID,
+			ServerName: o.tokenProxyServerName, Bindings: o.tokenProxyBindings}); err != nil {
+			return err
+		}
+		defer func() { _ = tp.Close() }()
+	}
 	if o.stateDir != "" {
 		if err := os.MkdirAll(o.stateDir, 0o750); err != nil {
 			return err
@@ -94,12 +130,43 @@ func run(ctx context.Context, o options, logger *log.Logger) error {
 		); err != nil {
 			return err
 		}
+		if tp != nil {
+			b, err := json.MarshalIndent(map[string]string{"url": tp.URL(), "serverName": tp.ServerName(), "clusterID": tp.ClusterID()}, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := writeFileAtomic(filepath.Join(o.stateDir, "tokenproxy.json"), append(b, '\n')); err != nil {
+				return err
+			}
+		}
 		if err := e.WriteEndpoints(filepath.Join(o.stateDir, "endpoints.json")); err != nil {
 			return err
 		}
 	}
 	logger.Printf("kv-emulator: url=%s proxyURL=%s tenantID=%s", e.URL(), e.ProxyURL(), e.TenantID())
+	if tp != nil {
+		logger.Printf("kv-emulator: tokenProxyURL=%s tokenProxyServerName=%s", tp.URL(), tp.ServerName())
+	}
 	<-ctx.Done()
 	logger.Printf("kv-emulator: shutting down")
 	return e.Close()
+}
+
+// writeFileAtomic writes data to path (mode 0644) through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if err := errors.Join(werr, f.Close(), os.Chmod(tmp, 0o644)); err != nil { //nolint:gosec // like ca.pem: read by the scripts that start the provider
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
 }

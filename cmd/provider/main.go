@@ -8,15 +8,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,22 +33,38 @@ import (
 	"github.com/akv-csi/provider/pkg/version"
 )
 
-// Options are the daemon's flags.
+// Options are the daemon's flags. Every flag of Azure's provider (v1.8.2) is accepted with its
+// meaning and default; Parallelism and the fields after it are this provider's own.
 type Options struct {
-	Endpoint                       string
-	LogFormatJSON                  bool
-	Version                        bool
-	HealthzPort                    int
-	HealthzPath                    string
-	HealthzTimeout                 time.Duration
+	Endpoint       string
+	LogFormatJSON  bool
+	LogVerbosity   int // klog's -v, read back after parsing
+	Version        bool
+	HealthzPort    int
+	HealthzPath    string
+	HealthzTimeout time.Duration
+	MetricsBackend string
+	PrometheusPort int
+	// MetricsAddr is where /metrics listens, ":<--prometheus-port>"; empty when metrics are off.
 	MetricsAddr                    string
+	EnablePprof                    bool
+	PprofPort                      int
 	ConstructPEMChain              bool
 	WriteCertAndKeyInSeparateFiles bool
 	CloudName                      string
-	Parallelism                    int
-	ResultCacheTTL                 time.Duration
-	VaultRateLimit                 float64
-	VaultBurst                     int
+	// CustomUserAgent is appended to the User-Agent of every Key Vault and Entra ID request.
+	CustomUserAgent string
+	// TokenProxyURL and SNIName are consumed by the identity-binding mode (useAzureTokenProxy):
+	// the token proxy's https URL and the TLS server name to present to it. Empty means the
+	// in-cluster API server and a name computed from its certificate, as in Azure's provider.
+	TokenProxyURL  string
+	SNIName        string
+	Parallelism    int
+	ResultCacheTTL time.Duration
+	VaultRateLimit float64
+	VaultBurst     int
+	// MaxResponseBytes bounds a MountResponse (--max-response-bytes).
+	MaxResponseBytes int
 }
 
 func main() {
@@ -65,21 +82,31 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	klog.InitFlags(fs)
 	var o Options
 	fs.StringVar(&o.Endpoint, "endpoint", "unix:///tmp/azure.sock", "gRPC endpoint the driver connects to (unix:///path or tcp://host:port)")
-	fs.BoolVar(&o.LogFormatJSON, "log-format-json", false, "write logs as JSON")
+	fs.BoolVar(&o.LogFormatJSON, "log-format-json", false, "write logs as JSON, one object per line (honours -v)")
 	fs.BoolVar(&o.Version, "version", false, "print the build information as JSON and exit")
-	fs.IntVar(&o.HealthzPort, "healthz-port", 8989, "port of the /healthz endpoint")
+	fs.IntVar(&o.HealthzPort, "healthz-port", 8989, "port of the /healthz endpoint (0 disables it)")
 	fs.StringVar(&o.HealthzPath, "healthz-path", "/healthz", "path of the health endpoint")
 	fs.DurationVar(&o.HealthzTimeout, "healthz-timeout", 5*time.Second, "timeout of the gRPC health check behind /healthz")
-	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8898", "address of the Prometheus /metrics endpoint (empty disables it)")
+	fs.StringVar(&o.MetricsBackend, "metrics-backend", "Prometheus", "metrics backend: Prometheus (any case) is the only one")
+	fs.IntVar(&o.PrometheusPort, "prometheus-port", 8898, "port of the Prometheus /metrics endpoint, on all interfaces (0 disables it)")
+	fs.BoolVar(&o.EnablePprof, "enable-pprof", false, "serve net/http/pprof on 127.0.0.1:<--pprof-port> (loopback only)")
+	fs.IntVar(&o.PprofPort, "pprof-port", 6060, "port of the pprof endpoint on 127.0.0.1, with --enable-pprof")
 	fs.BoolVar(&o.ConstructPEMChain, "construct-pem-chain", true, "order a certificate's PEM chain leaf, intermediates, root")
 	fs.BoolVar(&o.WriteCertAndKeyInSeparateFiles, "write-cert-and-key-in-separate-files", false,
 		"also write <file>.crt and <file>.key for a certificate's secret in PEM")
 	fs.StringVar(&o.CloudName, "cloud-name", config.AzurePublicCloud, "default cloud when a SecretProviderClass sets no cloudName")
+	fs.StringVar(&o.CustomUserAgent, "custom-user-agent", "", "appended to the User-Agent of every Key Vault and Entra ID request")
+	fs.StringVar(&o.TokenProxyURL, "token-proxy-url", "",
+		"identity binding (useAzureTokenProxy): https URL of the token proxy (default: the in-cluster API server)")
+	fs.StringVar(&o.SNIName, "sni-name", "",
+		"identity binding (useAzureTokenProxy): TLS server name for the token proxy (default: computed from the API server's certificate)")
 	fs.IntVar(&o.Parallelism, "parallel-fetches", 8, "Key Vault reads run at once within one mount")
 	fs.DurationVar(&o.ResultCacheTTL, "result-cache-ttl", 10*time.Second,
 		"keep each identity's successful reads this long so replicas mounting together share one read (0 disables; at most 30s)")
 	fs.Float64Var(&o.VaultRateLimit, "vault-rate-limit", 200, "most Key Vault reads per second to one vault, across all mounts")
 	fs.IntVar(&o.VaultBurst, "vault-burst", 400, "reads to one vault allowed at once above the rate limit")
+	fs.IntVar(&o.MaxResponseBytes, "max-response-bytes", server.DefaultMaxResponseBytes,
+		"largest MountResponse sent to the driver (keep it at most the driver's --max-call-recv-msg-size)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -87,6 +114,11 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var errs []error
+	if v, err := strconv.Atoi(fs.Lookup("v").Value.String()); err == nil {
+		o.LogVerbosity = v
+	} else {
+		errs = append(errs, fmt.Errorf("-v: %w", err))
+	}
 	if _, _, err := server.ParseEndpoint(o.Endpoint); err != nil {
 		errs = append(errs, err)
 	}
@@ -96,10 +128,38 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	if o.HealthzTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--healthz-timeout must be positive"))
 	}
+	if !strings.EqualFold(o.MetricsBackend, "prometheus") {
+		errs = append(errs, fmt.Errorf("--metrics-backend %q is not supported: Prometheus is the only backend (OTLP is not implemented)", o.MetricsBackend))
+	}
+	if o.PrometheusPort < 0 || o.PrometheusPort > 65535 {
+		errs = append(errs, fmt.Errorf("--prometheus-port %d is not a port (0 disables /metrics)", o.PrometheusPort))
+	}
+	if o.PrometheusPort > 0 {
+		o.MetricsAddr = net.JoinHostPort("", strconv.Itoa(o.PrometheusPort))
+	}
+	if o.MaxResponseBytes < 1024 {
+		errs = append(errs, fmt.Errorf("--max-response-bytes %d is below 1024", o.MaxResponseBytes))
+	}
+	if o.PprofPort < 1 || o.PprofPort > 65535 {
+		errs = append(errs, fmt.Errorf("--pprof-port %d is not a port (1-65535)", o.PprofPort))
+	}
 	if config.CanonicalCloudName(o.CloudName) == "" {
 		errs = append(errs, fmt.Errorf("--cloud-name %q is not a known cloud", o.CloudName))
 	}
 	o.CloudName = config.CanonicalCloudName(o.CloudName)
+	if err := validateUserAgent(o.CustomUserAgent); err != nil {
+		errs = append(errs, err)
+	}
+	if o.TokenProxyURL != "" {
+		if err := validateTokenProxyURL(o.TokenProxyURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.SNIName != "" {
+		if err := validateSNIName(o.SNIName); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if o.Parallelism < 1 {
 		errs = append(errs, fmt.Errorf("--parallel-fetches must be at least 1"))
 	}
@@ -124,9 +184,7 @@ func run(args []string, stdout io.Writer) error {
 		_, err := fmt.Fprintln(stdout, version.JSON())
 		return err
 	}
-	if o.LogFormatJSON {
-		klog.SetSlogLogger(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
-	}
+	setupLogging(o, os.Stderr)
 	klog.InfoS("starting Azure Key Vault provider", "version", version.BuildVersion, "commit", version.GitCommit,
 		"endpoint", o.Endpoint, "constructPEMChain", o.ConstructPEMChain, "writeCertAndKeyInSeparateFiles", o.WriteCertAndKeyInSeparateFiles)
 
@@ -139,18 +197,24 @@ func run(args []string, stdout io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 
+	var perCall []policy.Policy
+	if o.CustomUserAgent != "" {
+		perCall = append(perCall, userAgentPolicy{suffix: o.CustomUserAgent})
+	}
 	p := provider.New(provider.Options{
 		ConstructPEMChain:              o.ConstructPEMChain,
 		WriteCertAndKeyInSeparateFiles: o.WriteCertAndKeyInSeparateFiles,
 		Parallelism:                    o.Parallelism,
-		Auth:                           auth.Options{ApplicationID: "akv-csi-provider"},
-		KeyVault:                       keyvault.Options{ApplicationID: "akv-csi-provider"},
-		Sharing:                        provider.SharingOptions{ResultTTL: o.ResultCacheTTL, VaultRateLimit: o.VaultRateLimit, VaultBurst: o.VaultBurst},
-		Metrics:                        m,
+		Auth: auth.Options{ApplicationID: "akv-csi-provider", PerCallPolicies: perCall,
+			TokenProxyURL: o.TokenProxyURL, TokenProxySNI: o.SNIName},
+		KeyVault: keyvault.Options{ApplicationID: "akv-csi-provider", PerCallPolicies: perCall},
+		Sharing:  provider.SharingOptions{ResultTTL: o.ResultCacheTTL, VaultRateLimit: o.VaultRateLimit, VaultBurst: o.VaultBurst},
+		Metrics:  m,
 	})
 	svc := server.NewService(p, config.Defaults{CloudName: o.CloudName}, func(c codes.Code, d time.Duration) {
 		m.ObserveMount(c.String(), d)
 	})
+	svc.MaxResponseBytes = o.MaxResponseBytes
 
 	listener, err := server.Listen(o.Endpoint)
 	if err != nil {
@@ -160,27 +224,38 @@ func run(args []string, stdout io.Writer) error {
 
 	var httpServers []*http.Server
 	var httpListeners []net.Listener
+	fail := func(err error) error {
+		_ = listener.Close()
+		for _, l := range httpListeners {
+			_ = l.Close()
+		}
+		return err
+	}
 	if o.HealthzPort > 0 {
 		srv, l, err := server.Healthz(net.JoinHostPort("", strconv.Itoa(o.HealthzPort)), o.HealthzPath, o.Endpoint, o.HealthzTimeout)
 		if err != nil {
-			_ = listener.Close()
-			return err
+			return fail(err)
 		}
 		httpServers, httpListeners = append(httpServers, srv), append(httpListeners, l)
 	}
 	if o.MetricsAddr != "" {
 		l, err := net.Listen("tcp", o.MetricsAddr)
 		if err != nil {
-			_ = listener.Close()
-			for _, l := range httpListeners {
-				_ = l.Close()
-			}
-			return fmt.Errorf("metrics listen on %s: %w", o.MetricsAddr, err)
+			return fail(fmt.Errorf("metrics listen on %s: %w", o.MetricsAddr, err))
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		httpServers = append(httpServers, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second})
 		httpListeners = append(httpListeners, l)
+	}
+	pprofAddr := ""
+	if o.EnablePprof {
+		srv, l, err := pprofServer(o.PprofPort)
+		if err != nil {
+			return fail(err)
+		}
+		httpServers, httpListeners = append(httpServers, srv), append(httpListeners, l)
+		pprofAddr = l.Addr().String()
 	}
 
 	errc := make(chan error, 1+len(httpServers))
@@ -188,7 +263,7 @@ func run(args []string, stdout io.Writer) error {
 	for i := range httpServers {
 		go func() { errc <- server.Serve(httpServers[i], httpListeners[i]) }()
 	}
-	klog.InfoS("listening", "endpoint", o.Endpoint, "healthzPort", o.HealthzPort, "metricsAddr", o.MetricsAddr)
+	klog.InfoS("listening", "endpoint", o.Endpoint, "healthzPort", o.HealthzPort, "metricsAddr", o.MetricsAddr, "pprofAddr", pprofAddr)
 
 	select {
 	case s := <-sig:

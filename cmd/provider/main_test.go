@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/klog/v2"
+
 	"github.com/akv-csi/provider/pkg/version"
 )
 
@@ -36,14 +39,86 @@ func TestInvalidFlagsAreErrors(t *testing.T) {
 		{"--vault-rate-limit", "0"},
 		{"--no-such-flag"},
 		{"extra"},
+		{"--metrics-backend", "otlp"},
+		{"--metrics-backend", "Stackdriver"},
+		{"--metrics-backend", ""},
+		{"--prometheus-port", "70000"},
+		{"--prometheus-port", "-1"},
+		{"--metrics-addr", ":8898"}, // ours before; Azure's provider has only --prometheus-port
+		{"--max-response-bytes", "100"},
+		{"--pprof-port", "0"},
+		{"--pprof-port", "65536"},
+		{"--custom-user-agent", "ok\r\nX-Injected: 1"},
+		{"--custom-user-agent", "tab\there"},
+		{"--custom-user-agent", "del\x7f"},
+		{"--custom-user-agent", "\xff\xfe"},
+		{"--token-proxy-url", "http://kubernetes.default.svc"},
+		{"--token-proxy-url", "kubernetes.default.svc"},
+		{"--token-proxy-url", "https://user:pw@proxy.example"},
+		{"--token-proxy-url", "https://proxy.example/?a=b"},
+		{"--token-proxy-url", "https://proxy.example/#frag"},
+		{"--token-proxy-url", "https://"},
+		{"--sni-name", "not a name"},
+		{"--sni-name", "under_score.example"},
+		{"--sni-name", "-dash.example"},
+		{"--sni-name", "trailing.dot."},
+		{"--sni-name", "10.0.0.1"},
+		{"--sni-name", strings.Repeat("a", 64) + ".example"},
 	} {
 		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
-			t.Errorf("%v accepted", args)
+			t.Errorf("%q accepted", args)
 		}
 	}
 	o, err := parseFlags(nil, &bytes.Buffer{})
-	if err != nil || o.Endpoint != "unix:///tmp/azure.sock" || o.HealthzPort != 8989 || !o.ConstructPEMChain || o.CloudName != "AzurePublicCloud" {
+	if err != nil || o.Endpoint != "unix:///tmp/azure.sock" || o.HealthzPort != 8989 || !o.ConstructPEMChain || o.CloudName != "AzurePublicCloud" ||
+		o.MetricsBackend != "Prometheus" || o.PrometheusPort != 8898 || o.MetricsAddr != ":8898" || o.EnablePprof || o.PprofPort != 6060 ||
+		o.CustomUserAgent != "" || o.TokenProxyURL != "" || o.SNIName != "" {
 		t.Errorf("defaults: %+v, %v", o, err)
+	}
+}
+
+// TestUpstreamFlags: every flag of Azure's provider v1.8.2 (cmd/main.go, the --custom-user-agent
+// of its pkg/version, and klog's), each set to a value, parses into the matching option.
+func TestUpstreamFlags(t *testing.T) {
+	o, err := parseFlags([]string{
+		"--endpoint=unix:///provider/azure.sock", "--log-format-json=true", "--enable-pprof=true", "--pprof-port=6061",
+		"--healthz-port=8990", "--healthz-path=/live", "--healthz-timeout=3s", "--metrics-backend=prometheus", "--prometheus-port=8899",
+		"--construct-pem-chain=false", "--write-cert-and-key-in-separate-files=true", "--cloud-name=AzureUSGovernmentCloud",
+		"--token-proxy-url=https://kubernetes.default.svc.cluster.local", "--sni-name=a0b1c2.ests.aks", "--custom-user-agent=team-a/1.0 (aks)",
+		"-v=3", "--vmodule=server=4", "--logtostderr=true", "--alsologtostderr=false", "--log_dir=", "--log_file=", "--log_file_max_size=1800",
+		"--skip_headers=false", "--skip_log_headers=false", "--stderrthreshold=2", "--add_dir_header=false", "--one_output=false",
+		"--log_backtrace_at=", "--legacy_stderr_threshold_behavior=true",
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Options{
+		Endpoint: "unix:///provider/azure.sock", LogFormatJSON: true, LogVerbosity: 3, HealthzPort: 8990, HealthzPath: "/live",
+		HealthzTimeout: 3 * time.Second, MetricsBackend: "prometheus", PrometheusPort: 8899, MetricsAddr: ":8899", EnablePprof: true,
+		PprofPort: 6061, WriteCertAndKeyInSeparateFiles: true, CloudName: "AzureUSGovernmentCloud", CustomUserAgent: "team-a/1.0 (aks)",
+		TokenProxyURL: "https://kubernetes.default.svc.cluster.local", SNIName: "a0b1c2.ests.aks",
+		Parallelism: 8, ResultCacheTTL: 10 * time.Second, VaultRateLimit: 200, VaultBurst: 400, MaxResponseBytes: 4 << 20,
+	}
+	if diff := cmp.Diff(want, o); diff != "" {
+		t.Errorf("options (-want +got):\n%s", diff)
+	}
+	resetKlog(t)
+}
+
+func TestMetricsAddress(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ":8898"},
+		{[]string{"--prometheus-port=9000"}, ":9000"},
+		{[]string{"--prometheus-port=0"}, ""},
+		{[]string{"--metrics-backend=PROMETHEUS", "--prometheus-port=9001"}, ":9001"},
+	} {
+		o, err := parseFlags(tc.args, &bytes.Buffer{})
+		if err != nil || o.MetricsAddr != tc.want {
+			t.Errorf("%q: metrics on %q (%v); want %q", tc.args, o.MetricsAddr, err, tc.want)
+		}
 	}
 }
 
@@ -55,7 +130,7 @@ func TestHealthzBindFailureStopsStart(t *testing.T) {
 	defer taken.Close()
 	port := strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)
 	socket := filepath.Join(t.TempDir(), "azure.sock")
-	err = run([]string{"--endpoint", "unix://" + socket, "--healthz-port", port, "--metrics-addr", ""}, &bytes.Buffer{})
+	err = run([]string{"--endpoint", "unix://" + socket, "--healthz-port", port, "--prometheus-port", "0"}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "healthz listen") {
 		t.Errorf("run with a taken healthz port: %v", err)
 	}
@@ -65,7 +140,7 @@ func TestGracefulStopOnSIGTERM(t *testing.T) {
 	socket := filepath.Join(t.TempDir(), "azure.sock")
 	done := make(chan error, 1)
 	go func() {
-		done <- run([]string{"--endpoint", "unix://" + socket, "--healthz-port", "0", "--metrics-addr", "127.0.0.1:0"}, &bytes.Buffer{})
+		done <- run([]string{"--endpoint", "unix://" + socket, "--healthz-port", "0", "--prometheus-port", "0", "--enable-pprof", "--pprof-port", freePort(t, "127.0.0.1")}, &bytes.Buffer{})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -88,4 +163,24 @@ func TestGracefulStopOnSIGTERM(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not stop on SIGTERM")
 	}
+}
+
+// resetKlog undoes what a test's flags did to klog's process-wide settings.
+func resetKlog(t *testing.T) {
+	t.Helper()
+	klog.ClearLogger()
+	if _, err := parseFlags([]string{"-v=0", "--vmodule="}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freePort returns a TCP port that was free on host a moment ago.
+func freePort(t *testing.T, host string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }

@@ -47,7 +47,7 @@ if ! command -v etcd >/dev/null; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
 fi
-etcd --version | head -1
+etcd_version=$(etcd --version); echo "${etcd_version%%$'\n'*}"
 
 phase "kube-apiserver + kubectl"
 # Stamp the version: unstamped, the apiserver reports v0.0.0-master and helm's semverCompare

@@ -7,9 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -30,8 +28,22 @@ type Options struct {
 	ApplicationID string
 	Retry         policy.RetryOptions
 	Transport     policy.Transporter
+	// PerCallPolicies run once per token request, after the SDK's telemetry policy (e.g.
+	// --custom-user-agent); identity binding's token proxy requests included.
+	PerCallPolicies []policy.Policy
 	// Metrics counts token requests (default: nothing).
 	Metrics metrics.Recorder
+
+	// TokenProxyURL is the AKS token proxy that identity binding (useAzureTokenProxy) sends its
+	// token requests to (--token-proxy-url; default DefaultTokenProxyURL). Transport is not used
+	// for them.
+	TokenProxyURL string
+	// TokenProxySNI is the proxy's TLS server name (--sni-name). Empty: computed from the cluster
+	// ID in the certificate the proxy's address serves, as Azure's provider does.
+	TokenProxySNI string
+	// TokenProxyCAFile is the PEM bundle trusted for the proxy, read again on every token request.
+	// Empty: DefaultTokenProxyCAFile when it exists, else the system roots.
+	TokenProxyCAFile string
 }
 
 // Assertion holds the newest service account token the driver sent for a workload identity, so a
@@ -69,6 +81,7 @@ func NewCredential(id config.Identity, tenantID string, env azcloud.Environment,
 		Retry:            o.Retry,
 		Telemetry:        policy.TelemetryOptions{ApplicationID: o.ApplicationID},
 		Transport:        o.Transport,
+		PerCallPolicies:  o.PerCallPolicies,
 		PerRetryPolicies: []policy.Policy{tokenPolicy{rec: o.Metrics, mode: id.Mode.String()}},
 	}
 	// MSAL would ask the public cloud's instance discovery about any authority it does not know.
@@ -88,6 +101,23 @@ func NewCredential(id config.Identity, tenantID string, env azcloud.Environment,
 		return azidentity.NewClientSecretCredential(tenantID, id.ClientID, id.ClientSecret, &azidentity.ClientSecretCredentialOptions{
 			ClientOptions: client, DisableInstanceDiscovery: disableDiscovery,
 		})
+	case config.IdentityBinding:
+		// What azidentity's WorkloadIdentityCredential does with EnableAzureProxy, configured from
+		// Options instead of AZURE_KUBERNETES_* variables and with the driver's token instead of a
+		// token file. Instance discovery is off, as with Azure's provider.
+		proxy, err := tokenProxyFor(o)
+		if err != nil {
+			return nil, err
+		}
+		tr := &proxyTransport{p: proxy}
+		client.Transport = tr
+		cred, err := azidentity.NewClientAssertionCredential(tenantID, id.ClientID, a.Get, &azidentity.ClientAssertionCredentialOptions{
+			ClientOptions: client, DisableInstanceDiscovery: true,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &identityBindingCredential{cred: cred, tr: tr}, nil
 	}
 	return nil, fmt.Errorf("unknown identity mode %d", id.Mode)
 }
@@ -121,7 +151,9 @@ var keySalt = func() []byte {
 
 // CacheKey names an identity in a cloud and tenant. Two mounts share credentials and clients only
 // when they have the same key, which includes what proves the identity: the secret (as a salted
-// HMAC) for a service principal, and the token's issuer and subject for workload identity.
+// HMAC) for a service principal, and the token's issuer and subject for workload identity. A
+// workload identity key alone proves nothing (the claims are unverified): the caller must also
+// hold a token that Entra ID accepted for it (see pkg/provider's client cache).
 func CacheKey(id config.Identity, tenantID string, env azcloud.Environment) string {
 	parts := []string{env.AuthorityHost, env.KeyVaultDNSSuffix, strings.ToLower(tenantID), id.Mode.String(), strings.ToLower(id.ClientID)}
 	switch id.Mode {
@@ -129,7 +161,7 @@ func CacheKey(id config.Identity, tenantID string, env azcloud.Environment) stri
 		mac := hmac.New(sha256.New, keySalt)
 		mac.Write([]byte(id.ClientSecret))
 		parts = append(parts, hex.EncodeToString(mac.Sum(nil)))
-	case config.WorkloadIdentity:
+	case config.WorkloadIdentity, config.IdentityBinding:
 		iss, sub := TokenSubject(id.Token)
 		if sub == "" {
 			// Unreadable token: never share, so Entra ID judges this token itself.
@@ -139,25 +171,4 @@ func CacheKey(id config.Identity, tenantID string, env azcloud.Environment) stri
 		parts = append(parts, iss, sub)
 	}
 	return strings.Join(parts, "\x00")
-}
-
-// TokenSubject reads the issuer and subject of a service account token without verifying it (Entra
-// ID verifies it). The subject is system:serviceaccount:<namespace>:<name>.
-func TokenSubject(token string) (issuer, subject string) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return "", ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return "", ""
-	}
-	var claims struct {
-		Iss string `json:"iss"`
-		Sub string `json:"sub"`
-	}
-	if json.Unmarshal(payload, &claims) != nil {
-		return "", ""
-	}
-	return claims.Iss, claims.Sub
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -74,15 +75,24 @@ type envFileFields struct {
 	KeyVaultDNSSuffix       string `json:"keyVaultDNSSuffix"`
 }
 
+// MaxEnvFileBytes bounds the Azure Stack environment file (a real one is about 2 KiB).
+const MaxEnvFileBytes = 1 << 20
+
 func readEnvFile(path string) (Environment, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRegularFile(path, MaxEnvFileBytes)
 	if err != nil {
 		return Environment{}, fmt.Errorf("read %s %q: %w; mount the Azure Stack environment file on the node at that path",
-			config.CloudEnvFileName, path, unwrapPathError(err))
+			config.CloudEnvFileName, path, err)
 	}
 	var f envFileFields
 	if err := json.Unmarshal(data, &f); err != nil {
-		return Environment{}, fmt.Errorf("%s %q is not an Azure environment JSON file: %w", config.CloudEnvFileName, path, err)
+		// Never the decoder's message: it quotes the file's bytes.
+		where := ""
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			where = fmt.Sprintf(" (invalid JSON at byte %d)", syntax.Offset)
+		}
+		return Environment{}, fmt.Errorf("%s %q is not an Azure environment JSON file%s", config.CloudEnvFileName, path, where)
 	}
 	var problems []string
 	u, err := url.Parse(strings.TrimSpace(f.ActiveDirectoryEndpoint))
@@ -102,6 +112,50 @@ func readEnvFile(path string) (Environment, error) {
 	}
 	authority := strings.TrimRight(strings.TrimSpace(f.ActiveDirectoryEndpoint), "/") + "/"
 	return Environment{Name: name, AuthorityHost: authority, KeyVaultDNSSuffix: suffix}, nil
+}
+
+// readRegularFile reads at most limit bytes of a regular file: a device, FIFO, socket or directory
+// (such as /dev/zero, which never ends) is refused before it is opened for reading.
+func readRegularFile(path string, limit int64) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("it is %s, not a regular file", fileKind(info.Mode()))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	defer f.Close()
+	if info, err = f.Stat(); err != nil || !info.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, unwrapPathError(err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return data, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }
 
 func unwrapPathError(err error) error {

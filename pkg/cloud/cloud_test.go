@@ -57,3 +57,30 @@ func TestResolveAzureStack(t *testing.T) {
 		}
 	}
 }
+
+func TestEnvFileHostile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.json")
+	if err := os.WriteFile(big, make([]byte, MaxEnvFileBytes+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secretish := filepath.Join(dir, "not-json")
+	if err := os.WriteFile(secretish, []byte("hunter2-top-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/dev/zero", "a character device, not a regular file"},
+		{dir, "a directory, not a regular file"},
+		{big, "larger than 1048576 bytes"},
+		{secretish, "is not an Azure environment JSON file (invalid JSON at byte 1)"},
+	} {
+		_, err := Resolve(config.AzureStackCloud, tc.path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Resolve(%s) = %v, want an error containing %q", tc.path, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error quotes the file's content: %v", err)
+		}
+	}
+}

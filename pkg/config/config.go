@@ -60,14 +60,21 @@ func CanonicalCloudName(name string) string {
 	return ""
 }
 
-// IdentityMode is how a mount authenticates to Entra ID.
+// IdentityBindingAudience is the audience of the service account token that the AKS token proxy
+// exchanges for an identity binding (useAzureTokenProxy).
+const IdentityBindingAudience = "api://AKSIdentityBinding"
+
+// IdentityMode is how a mount authenticates to Entra ID. IdentityPrecedence says how Parse picks it.
 type IdentityMode int
 
-// The identity modes, chosen in this order of precedence (as Azure's provider does).
+// The identity modes. The values are stable; the order of precedence is IdentityPrecedence's.
 const (
 	WorkloadIdentity IdentityMode = iota + 1
 	ManagedIdentity
 	ServicePrincipal
+	// IdentityBinding is an AKS identity binding: the pod's service account token for
+	// IdentityBindingAudience, exchanged through the AKS token proxy (useAzureTokenProxy).
+	IdentityBinding
 )
 
 func (m IdentityMode) String() string {
@@ -78,19 +85,92 @@ func (m IdentityMode) String() string {
 		return "managed identity"
 	case ServicePrincipal:
 		return "service principal"
+	case IdentityBinding:
+		return "identity binding"
 	}
 	return "unknown"
+}
+
+// TokenAudience is the audience of the service account token the mode exchanges (Identity.Token),
+// or "" for the modes that use none.
+func (m IdentityMode) TokenAudience() string {
+	switch m {
+	case WorkloadIdentity:
+		return WorkloadIdentityAudience
+	case IdentityBinding:
+		return IdentityBindingAudience
+	}
+	return ""
+}
+
+// IdentityRule is one step of the order in which Parse picks a mount's identity.
+type IdentityRule struct {
+	// When is the condition, in SecretProviderClass terms.
+	When string
+	// Then is the identity used, or why the mount is refused.
+	Then string
+}
+
+// IdentityPrecedence describes, in order, how Parse picks a mount's identity: the first rule whose
+// condition holds decides. It is upstream v1.8.2's order (pod identity is refused instead of used);
+// identity_test.go checks Parse against it for every combination of the inputs, and README.md's
+// table is rendered from it (IdentityPrecedenceMarkdown).
+func IdentityPrecedence() []IdentityRule {
+	return []IdentityRule{
+		{
+			When: "more than one of `usePodIdentity`, `useVMManagedIdentity`, `useAzureTokenProxy` is `\"true\"`",
+			Then: "refused: only one identity mode may be enabled",
+		},
+		{
+			When: "`useAzureTokenProxy: \"true\"`",
+			Then: "identity binding: `clientID` (the user-assigned identity) and a service account token for `" + IdentityBindingAudience +
+				"` are required; the token is exchanged through the AKS token proxy",
+		},
+		{
+			When: "`clientID` is set and the driver sent no service account token for `" + WorkloadIdentityAudience + "`",
+			Then: "refused: the token is required whenever `clientID` is set, even with `usePodIdentity` or `useVMManagedIdentity`",
+		},
+		{
+			When: "`usePodIdentity: \"true\"`",
+			Then: "refused: aad-pod-identity is retired (upstream uses it)",
+		},
+		{
+			When: "`useVMManagedIdentity: \"true\"`",
+			Then: "managed identity of the node: `userAssignedIdentityID`, or system-assigned when empty; `clientID` is ignored",
+		},
+		{
+			When: "`clientID` is set",
+			Then: "workload identity: the service account token for `" + WorkloadIdentityAudience + "` exchanged with Entra ID",
+		},
+		{
+			When: "otherwise",
+			Then: "service principal from the `nodePublishSecretRef` Secret (`clientid`, `clientsecret`); refused when it is missing or lacks a key",
+		},
+	}
+}
+
+// IdentityPrecedenceMarkdown renders IdentityPrecedence as the rows of a Markdown table with the
+// columns "#", "When" and "Identity".
+func IdentityPrecedenceMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| # | When | Identity |\n|---|---|---|\n")
+	for i, r := range IdentityPrecedence() {
+		fmt.Fprintf(&b, "| %d | %s | %s |\n", i+1, r.When, r.Then)
+	}
+	return b.String()
 }
 
 // Identity is who a mount authenticates as. It holds credentials, so it never prints them.
 type Identity struct {
 	Mode IdentityMode
-	// ClientID is the application (client) ID for workload identity and service principal, and
-	// the user-assigned identity's client ID for managed identity ("" = system-assigned).
+	// ClientID is the application (client) ID for workload identity and service principal, the
+	// user-assigned identity's client ID for identity binding, and for managed identity the
+	// user-assigned identity's client ID ("" = system-assigned).
 	ClientID string
 	// ClientSecret is the service principal's secret.
 	ClientSecret string
-	// Token is the pod's service account token for WorkloadIdentityAudience.
+	// Token is the pod's service account token for Mode.TokenAudience(): WorkloadIdentityAudience
+	// for workload identity, IdentityBindingAudience for identity binding; "" for the other modes.
 	Token string
 }
 
@@ -180,6 +260,9 @@ type MountConfig struct {
 	Identity     Identity
 	Pod          Pod
 	Objects      []Object
+	// Rotation marks a mount that carries the versions already written (the driver's rotation
+	// reconciler sends them): it must read fresh values, never kept ones.
+	Rotation bool
 }
 
 // Defaults are the daemon-wide settings a SecretProviderClass may override.
@@ -189,10 +272,41 @@ type Defaults struct {
 
 var vaultNameRE = regexp.MustCompile(`^[-A-Za-z0-9]{3,24}$`)
 
+// Bounds on what one mount request may ask for. They are checked before anything is allocated per
+// requested item, so no SecretProviderClass can make the provider's memory or time grow past them.
+const (
+	// MaxAttributesBytes bounds the whole attributes JSON (every SecretProviderClass parameter
+	// plus what the driver adds; gRPC's default message limit) and MaxSecretsBytes the
+	// nodePublishSecretRef JSON.
+	MaxAttributesBytes = 4 << 20
+	MaxSecretsBytes    = 64 << 10
+	// MaxObjectsBytes bounds the objects parameter; MaxParameterBytes every other parameter
+	// (the driver's service account tokens included).
+	MaxObjectsBytes   = 64 << 10
+	MaxParameterBytes = 16 << 10
+	// MaxObjects bounds the entries of the objects array.
+	MaxObjects = 256
+	// MaxVersionHistory bounds objectVersionHistory; MaxFiles the files of one mount (every
+	// object counts max(1, objectVersionHistory)).
+	MaxVersionHistory = 100
+	MaxFiles          = 1000
+	// MaxAliasLength bounds objectAlias (Linux allows 255 bytes per path element).
+	MaxAliasLength = 255
+)
+
 // Parse validates a mount request before any network call. It reports every problem at once.
 // attributes and secrets are the JSON maps the driver sends; permission is the JSON-encoded
 // default file mode (for example "420").
+//
+// On a validation error the returned MountConfig carries only what identifies the request in a log
+// (the pod and the vault name); it must not be mounted.
 func Parse(attributes, secrets, permission string, d Defaults) (MountConfig, error) {
+	if len(attributes) > MaxAttributesBytes {
+		return MountConfig{}, fmt.Errorf("the mount request's parameters are %d bytes, more than the %d allowed", len(attributes), MaxAttributesBytes)
+	}
+	if len(secrets) > MaxSecretsBytes {
+		return MountConfig{}, fmt.Errorf("the nodePublishSecretRef secret is %d bytes, more than the %d allowed", len(secrets), MaxSecretsBytes)
+	}
 	var attrs map[string]string
 	if err := json.Unmarshal([]byte(attributes), &attrs); err != nil {
 		return MountConfig{}, fmt.Errorf("attributes are not a JSON object of strings: %w", err)
@@ -213,15 +327,25 @@ func Parse(attributes, secrets, permission string, d Defaults) (MountConfig, err
 func parsePermission(permission string) (fs.FileMode, error) {
 	var mode uint32
 	if err := json.Unmarshal([]byte(permission), &mode); err != nil || mode > 0o777 {
-		return 0, fmt.Errorf("permission %q from the driver is not a file mode between 0 and 0777 in decimal", permission)
+		return 0, fmt.Errorf("permission %q from the driver is not a file mode between 0 and 0777 in decimal", truncate(permission, 32))
 	}
 	return fs.FileMode(mode), nil
 }
 
 func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, d Defaults) (MountConfig, error) {
-	get := func(k string) string { return strings.TrimSpace(attrs[k]) }
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, k := range sortedKeys(attrs) {
+		limit := MaxParameterBytes
+		if k == Objects {
+			limit = MaxObjectsBytes
+		}
+		if len(attrs[k]) > limit {
+			bad("parameter %q is %d bytes, more than the %d allowed", truncate(k, 64), len(attrs[k]), limit)
+			delete(attrs, k) // judged: nothing below reads it
+		}
+	}
+	get := func(k string) string { return strings.TrimSpace(attrs[k]) }
 
 	c := MountConfig{
 		VaultName:    get(KeyVaultName),
@@ -242,7 +366,7 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 	case c.VaultName == "":
 		bad("%s is required", KeyVaultName)
 	case !vaultNameRE.MatchString(c.VaultName):
-		bad("%s %q must be 3-24 characters of letters, digits and '-'", KeyVaultName, c.VaultName)
+		bad("%s %q must be 3-24 characters of letters, digits and '-'", KeyVaultName, truncate(c.VaultName, 64))
 	}
 	if c.TenantID == "" {
 		bad("%s is required (the Entra ID tenant of the vault)", TenantID)
@@ -256,7 +380,7 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 		cloud = AzurePublicCloud
 	}
 	if c.CloudName = CanonicalCloudName(cloud); c.CloudName == "" {
-		bad("%s %q is not one of %s", CloudName, cloud, strings.Join(cloudNames, ", "))
+		bad("%s %q is not one of %s", CloudName, truncate(cloud, 64), strings.Join(cloudNames, ", "))
 	}
 	if c.CloudName == AzureStackCloud && c.CloudEnvFile == "" {
 		bad("%s is required when %s is %s: the path of the Azure environment JSON file on the node", CloudEnvFileName, CloudName, AzureStackCloud)
@@ -271,9 +395,27 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 	errs = append(errs, objectErrs...)
 
 	if len(errs) > 0 {
-		return MountConfig{}, errors.Join(errs...)
+		return MountConfig{VaultName: truncate(c.VaultName, 64), Pod: Pod{
+			Namespace: truncate(c.Pod.Namespace, 253), Name: truncate(c.Pod.Name, 253)}}, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// truncate shortens s to at most n bytes for a message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 func parseBool(attrs map[string]string, key string) (bool, error) {
@@ -283,7 +425,7 @@ func parseBool(attrs map[string]string, key string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("%s %q must be \"true\" or \"false\"", key, v)
+		return false, fmt.Errorf("%s %q must be \"true\" or \"false\"", key, truncate(v, 32))
 	}
 	return b, nil
 }
@@ -298,32 +440,79 @@ func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
 		return b
 	}
 	podIdentity := flag(UsePodIdentity)
-	tokenProxy := flag(UseAzureTokenProxy)
 	useVMMI := flag(UseVMManagedIdentity)
-	if podIdentity {
-		errs = append(errs, fmt.Errorf("%s is not supported: aad-pod-identity is retired; use workload identity instead "+
-			"(set %s to the client ID of an identity with a federated credential for the pod's service account, and remove %s)",
-			UsePodIdentity, ClientID, UsePodIdentity))
+	tokenProxy := flag(UseAzureTokenProxy)
+	if len(errs) > 0 {
+		return Identity{}, errs
 	}
+	clientID := strings.TrimSpace(attrs[ClientID])
+	podIdentityErr := fmt.Errorf("%s is not supported: aad-pod-identity is retired; use workload identity instead "+
+		"(set %s to the client ID of an identity with a federated credential for the pod's service account, and remove %s)",
+		UsePodIdentity, ClientID, UsePodIdentity)
+
+	// The steps of IdentityPrecedence, in its order.
+	// 1. At most one identity mode.
+	var enabled []string
+	for _, f := range []struct {
+		on  bool
+		key string
+	}{{podIdentity, UsePodIdentity}, {useVMMI, UseVMManagedIdentity}, {tokenProxy, UseAzureTokenProxy}} {
+		if f.on {
+			enabled = append(enabled, f.key)
+		}
+	}
+	if len(enabled) > 1 {
+		both := "both"
+		if len(enabled) > 2 {
+			both = "all"
+		}
+		errs = append(errs, fmt.Errorf("only one identity mode can be enabled at a time, but %s and %s are %s \"true\": keep one of %s, %s, %s",
+			strings.Join(enabled[:len(enabled)-1], ", "), enabled[len(enabled)-1], both, UsePodIdentity, UseVMManagedIdentity, UseAzureTokenProxy))
+		if podIdentity {
+			errs = append(errs, podIdentityErr)
+		}
+		return Identity{}, errs
+	}
+
+	// 2. Identity binding: clientID and the token for IdentityBindingAudience.
 	if tokenProxy {
-		errs = append(errs, fmt.Errorf("%s is not supported yet: remove it and use workload identity with %s", UseAzureTokenProxy, ClientID))
+		if clientID == "" {
+			errs = append(errs, fmt.Errorf("%s is required when %s is \"true\": set it to the client ID of the user-assigned managed identity of the AKS identity binding",
+				ClientID, UseAzureTokenProxy))
+		}
+		token, err := workloadIdentityToken(attrs[ServiceAccountTokens], IdentityBinding)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			return Identity{}, errs
+		}
+		return Identity{Mode: IdentityBinding, ClientID: clientID, Token: token}, nil
+	}
+
+	// 3. With clientID, the token for WorkloadIdentityAudience is required, whatever the mode.
+	var token string
+	if clientID != "" {
+		var err error
+		if token, err = workloadIdentityToken(attrs[ServiceAccountTokens], WorkloadIdentity); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// 4. Pod identity: refused.
+	if podIdentity {
+		errs = append(errs, podIdentityErr)
 	}
 	if len(errs) > 0 {
 		return Identity{}, errs
 	}
-
-	clientID := strings.TrimSpace(attrs[ClientID])
 	switch {
-	case clientID != "":
-		token, err := workloadIdentityToken(attrs[ServiceAccountTokens])
-		if err != nil {
-			return Identity{}, []error{err}
-		}
-		return Identity{Mode: WorkloadIdentity, ClientID: clientID, Token: token}, nil
-	case useVMMI:
+	case useVMMI: // 5. Managed identity; clientID is ignored.
 		return Identity{Mode: ManagedIdentity, ClientID: strings.TrimSpace(attrs[UserAssignedIdentityID])}, nil
+	case clientID != "": // 6. Workload identity.
+		return Identity{Mode: WorkloadIdentity, ClientID: clientID, Token: token}, nil
 	}
 
+	// 7. Service principal.
 	var id, secret string
 	for k, v := range secrets {
 		switch strings.ToLower(strings.TrimSpace(k)) {
@@ -335,8 +524,9 @@ func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
 	}
 	switch {
 	case len(secrets) == 0:
-		errs = append(errs, fmt.Errorf("no identity configured: set %s for workload identity, %s: \"true\" for a VM managed identity, "+
-			"or nodePublishSecretRef to a Secret with clientid and clientsecret for a service principal", ClientID, UseVMManagedIdentity))
+		errs = append(errs, fmt.Errorf("no identity configured: set %s for workload identity (with %s: \"true\" for an AKS identity binding), "+
+			"%s: \"true\" for a VM managed identity, or nodePublishSecretRef to a Secret with clientid and clientsecret for a service principal",
+			ClientID, UseAzureTokenProxy, UseVMManagedIdentity))
 	case id == "" || secret == "":
 		var missing []string
 		if id == "" {
@@ -351,12 +541,17 @@ func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
 	return Identity{Mode: ServicePrincipal, ClientID: id, ClientSecret: secret}, errs
 }
 
-// workloadIdentityToken picks the service account token for WorkloadIdentityAudience from the
-// driver's serviceAccount.tokens attribute.
-func workloadIdentityToken(tokensJSON string) (string, error) {
-	missing := fmt.Errorf("%s is set but the driver sent no service account token for audience %q: "+
+// workloadIdentityToken picks the service account token for mode's audience (WorkloadIdentity or
+// IdentityBinding) from the driver's serviceAccount.tokens attribute.
+func workloadIdentityToken(tokensJSON string, mode IdentityMode) (string, error) {
+	audience := mode.TokenAudience()
+	why := ClientID + " is set"
+	if mode == IdentityBinding {
+		why = UseAzureTokenProxy + ` is "true"`
+	}
+	missing := fmt.Errorf("%s but the driver sent no service account token for audience %q: "+
 		"add {audience: %s} to tokenRequests of the secrets-store.csi.k8s.io CSIDriver "+
-		"(Helm: tokenRequests in the driver chart values)", ClientID, WorkloadIdentityAudience, WorkloadIdentityAudience)
+		"(Helm: tokenRequests in the driver chart values)", why, audience, audience)
 	if strings.TrimSpace(tokensJSON) == "" {
 		return "", missing
 	}
@@ -366,7 +561,7 @@ func workloadIdentityToken(tokensJSON string) (string, error) {
 	if err := json.Unmarshal([]byte(tokensJSON), &tokens); err != nil {
 		return "", fmt.Errorf("%s from the driver is not valid JSON", ServiceAccountTokens)
 	}
-	t := tokens[WorkloadIdentityAudience].Token
+	t := tokens[audience].Token
 	if t == "" {
 		return "", missing
 	}
@@ -384,14 +579,26 @@ func parseObjects(raw string, defaultMode fs.FileMode) ([]Object, []error) {
 	if len(entries) == 0 {
 		return nil, []error{fmt.Errorf("%s has an empty array: list at least one object", Objects)}
 	}
+	if len(entries) > MaxObjects {
+		return nil, []error{fmt.Errorf("%s has %d entries, more than the %d allowed in one SecretProviderClass: split it", Objects, len(entries), MaxObjects)}
+	}
 	var errs []error
 	objects := make([]Object, 0, len(entries))
 	for i, entry := range entries {
 		o, objErrs := parseObject(entry, defaultMode)
 		for _, e := range objErrs {
-			errs = append(errs, fmt.Errorf("objects[%d] (%q): %w", i, o.Name, e))
+			errs = append(errs, fmt.Errorf("objects[%d] (%q): %w", i, truncate(o.Name, 127), e))
 		}
 		objects = append(objects, o)
+	}
+	if len(errs) == 0 {
+		files := 0
+		for _, o := range objects {
+			files += max(1, o.History)
+		}
+		if files > MaxFiles {
+			errs = append(errs, fmt.Errorf("%s would write %d files (objectVersionHistory counts each version), more than the %d allowed in one mount", Objects, files, MaxFiles))
+		}
 	}
 	if len(errs) == 0 {
 		errs = append(errs, checkPaths(objects)...)
@@ -423,17 +630,17 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 	case o.Name == "":
 		bad("objectName is required")
 	case !objectNameRE.MatchString(o.Name):
-		bad("objectName %q must be 1-127 characters of letters, digits and '-'", o.Name)
+		bad("objectName %q must be 1-127 characters of letters, digits and '-'", truncate(o.Name, 127))
 	}
 	if o.Version != "" && !versionRE.MatchString(o.Version) {
-		bad("objectVersion %q must be empty, \"latest\" or a version id of letters and digits", o.Version)
+		bad("objectVersion %q must be empty, \"latest\" or a version id of letters and digits", truncate(o.Version, 64))
 	}
 	switch o.Type {
 	case TypeSecret, TypeKey, TypeCert:
 	case "":
 		bad("objectType is required: one of secret, key, cert")
 	default:
-		bad("objectType %q is not one of secret, key, cert", e.ObjectType)
+		bad("objectType %q is not one of secret, key, cert", truncate(e.ObjectType, 32))
 	}
 	switch o.Format {
 	case "":
@@ -443,7 +650,7 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 			bad("objectFormat is only allowed for objectType secret (a certificate's secret), not %s", o.Type)
 		}
 	default:
-		bad("objectFormat %q is not one of pem, pfx", e.ObjectFormat)
+		bad("objectFormat %q is not one of pem, pfx", truncate(e.ObjectFormat, 32))
 	}
 	switch o.Encoding {
 	case "":
@@ -453,10 +660,14 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 			bad("objectEncoding is only allowed for objectType secret, not %s", o.Type)
 		}
 	default:
-		bad("objectEncoding %q is not one of utf-8, base64, hex", e.ObjectEncoding)
+		bad("objectEncoding %q is not one of utf-8, base64, hex", truncate(e.ObjectEncoding, 32))
 	}
-	if o.History < 0 {
+	switch {
+	case o.History < 0:
 		bad("objectVersionHistory %d must not be negative", o.History)
+	case o.History > MaxVersionHistory:
+		bad("objectVersionHistory %d is more than the %d allowed", o.History, MaxVersionHistory)
+		o.History = 0 // nothing below may allocate per requested version
 	}
 	if o.History == 1 {
 		o.History = 0 // one version is the ordinary single file
@@ -468,7 +679,10 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 		}
 		o.Mode = m
 	}
-	if o.Alias != "" {
+	if len(o.Alias) > MaxAliasLength {
+		bad("objectAlias of %d characters is longer than the %d allowed", len(o.Alias), MaxAliasLength)
+		o.Alias = truncate(o.Alias, 32)
+	} else if o.Alias != "" {
 		if err := checkRelativePath("objectAlias", o.Alias); err != nil {
 			errs = append(errs, err)
 		}
@@ -484,11 +698,11 @@ var (
 
 func parseFileMode(p string) (fs.FileMode, error) {
 	if !fileModeRE.MatchString(p) {
-		return 0, fmt.Errorf("filePermission %q must be an octal mode such as \"0644\" or \"0400\"", p)
+		return 0, fmt.Errorf("filePermission %q must be an octal mode such as \"0644\" or \"0400\"", truncate(p, 32))
 	}
 	m, err := strconv.ParseUint(p, 8, 32)
 	if err != nil {
-		return 0, fmt.Errorf("filePermission %q must be an octal mode such as \"0644\" or \"0400\"", p)
+		return 0, fmt.Errorf("filePermission %q must be an octal mode such as \"0644\" or \"0400\"", truncate(p, 32))
 	}
 	return fs.FileMode(m), nil
 }

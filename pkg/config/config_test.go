@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime/metrics"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -174,7 +176,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown cloud", attrs(map[string]string{CloudName: "AzureGermanCloud"}), "", "420", []string{`cloudName "AzureGermanCloud" is not one of AzurePublicCloud`}},
 		{"stack without env file", attrs(map[string]string{CloudName: "azurestackcloud"}), "", "420", []string{"cloudEnvFileName is required when cloudName is AzureStackCloud"}},
 		{"pod identity", attrs(map[string]string{UsePodIdentity: "true"}), "", "420", []string{"usePodIdentity is not supported", "use workload identity"}},
-		{"token proxy", attrs(map[string]string{UseAzureTokenProxy: "true"}), "", "420", []string{"useAzureTokenProxy is not supported yet"}},
+		{"token proxy", attrs(map[string]string{UseAzureTokenProxy: "true"}), "", "420", []string{`useAzureTokenProxy is "true" but the driver sent no service account token for audience "api://AKSIdentityBinding"`}},
 		{"bad bool", attrs(map[string]string{ClientID: "<delete>", UseVMManagedIdentity: "yes"}), "", "420", []string{`useVMManagedIdentity "yes" must be "true" or "false"`}},
 		{"workload identity without token", attrs(map[string]string{ServiceAccountTokens: "<delete>"}), "", "420",
 			[]string{"no service account token for audience \"api://AzureADTokenExchange\"", "tokenRequests"}},
@@ -283,16 +285,21 @@ func TestObjectPaths(t *testing.T) {
 	}
 }
 
-// FuzzParse checks that no input makes the parser panic, and that whatever it accepts is safe to
-// write: relative paths without "..", modes within 0777.
+// FuzzParse checks that no input makes the parser panic, that whatever it accepts is safe to
+// write (relative paths without "..", modes within 0777), and that no input costs more than the
+// ceiling of checkParseCost in allocation or time. Among the seeds is, for each size bound of
+// Parse, an input that the bound keeps cheap (see parseBombs).
 func FuzzParse(f *testing.F) {
 	seeds, _ := os.ReadFile("testdata/driver-mount-request.json")
 	f.Add(string(seeds), "", "420", "objectName: a\nobjectType: secret")
 	f.Add(attrs(nil), `{"clientid":"a","clientsecret":"b"}`, "420", "objectName: a\nobjectType: cert\nobjectAlias: x/y\nobjectVersionHistory: 2")
 	f.Add("{}", "{}", "0", "objectName: a\nobjectType: key\nfilePermission: '0600'")
+	for _, s := range parseBombs() {
+		f.Add(s.attributes, "", "420", s.object)
+	}
 	f.Fuzz(func(t *testing.T, attributes, secrets, permission, object string) {
 		for _, a := range []string{attributes, attrs(map[string]string{Objects: objectsYAML(object)})} {
-			cfg, err := Parse(a, secrets, permission, Defaults{})
+			cfg, err := checkParseCost(t, a, secrets, permission)
 			if err != nil {
 				continue
 			}
@@ -308,6 +315,148 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The resource ceiling of one Parse call with n bytes of input (attributes, secrets and
+// permission together): parseAllocPerByte*n + parseAllocFixed bytes allocated, and
+// parseTimeFixed + n*parseTimePerByte.
+//
+// Parse is linear in its input, but with large constants that come from yaml.v3, measured (as
+// heapAllocated) with every bound in place:
+//   - about 800 bytes per YAML node per parse (tokens, events, the node); dense flow YAML such as
+//     "[[[[" or "[a,a,a]" is one node per one or two bytes, and a document that may hold an
+//     alias is parsed twice (once to count its expanded nodes, once by the strict decoder): up
+//     to 1,700 bytes per input byte;
+//   - 7 to 13 KiB per entry for the parsers themselves, at most MaxObjects times;
+//   - a typical SecretProviderClass (500 bytes, one object): 35 KB.
+//
+// 2,048 bytes per input byte covers the densest YAML found, and the fixed part covers the
+// per-entry cost of MaxObjects entries plus 1 MiB for the decoded JSON, the runtime and the
+// testing package. Both are constants, not derived from the bounds, so that raising a bound
+// cannot raise the ceiling. Time is at most about 3.5 µs per input byte on a loaded 2-core machine,
+// without the fuzzer's instrumentation (which roughly doubles it): a second plus 8 µs per byte.
+//
+// The seeds of parseBombs stay far below this (at most 6 MB and 30 ms each, 0.4 s under -race);
+// without their bound most exceed it, in memory or in time (see each seed).
+const (
+	parseAllocPerByte = 2048
+	parseAllocFixed   = 5 << 20 // 256 entries (MaxObjects) of 16 KiB, and 1 MiB
+	parseTimeFixed    = time.Second
+	parseTimePerByte  = 8 * time.Microsecond
+)
+
+// checkParseCost runs Parse and fails t if it allocated or took more than the ceiling. The
+// allocation counter is the process's, and the machine may stall the process, so a call over the
+// ceiling is measured twice more and judged by its smallest cost: Parse is deterministic, and
+// what another goroutine allocated or a stall cost does not repeat.
+func checkParseCost(t *testing.T, attributes, secrets, permission string) (MountConfig, error) {
+	t.Helper()
+	n := len(attributes) + len(secrets) + len(permission)
+	allocCeiling := uint64(n)*parseAllocPerByte + parseAllocFixed
+	timeCeiling := parseTimeFixed + time.Duration(n)*parseTimePerByte
+	var cfg MountConfig
+	var err error
+	allocated, elapsed := ^uint64(0), time.Duration(1<<63-1)
+	for range 3 {
+		before := heapAllocated(t)
+		start := time.Now()
+		cfg, err = Parse(attributes, secrets, permission, Defaults{})
+		elapsed = min(elapsed, time.Since(start))
+		allocated = min(allocated, heapAllocated(t)-before)
+		if allocated <= allocCeiling && elapsed <= timeCeiling {
+			break
+		}
+	}
+	if testing.Verbose() && n > 4<<10 {
+		t.Logf("Parse of %d bytes: %d bytes allocated (%.0f per input byte), %s", n, allocated, float64(allocated)/float64(n), elapsed)
+	}
+	if allocated > allocCeiling {
+		t.Errorf("Parse of %d bytes of input allocated %d bytes, more than the %d allowed (%d per input byte + %d)",
+			n, allocated, allocCeiling, parseAllocPerByte, parseAllocFixed)
+	}
+	if elapsed > timeCeiling {
+		t.Errorf("Parse of %d bytes of input took %s, more than the %s allowed", n, elapsed, timeCeiling)
+	}
+	return cfg, err
+}
+
+// heapAllocated is the number of bytes allocated on the heap so far: runtime.MemStats.TotalAlloc,
+// read through runtime/metrics, which does not stop the world (ReadMemStats takes about 0.2 ms,
+// more than most Parse calls). It counts the whole process, and small objects by the span, so
+// one reading can be off by up to about a megabyte: the fixed part of the ceiling absorbs that,
+// and a call over the ceiling is measured again before it fails.
+func heapAllocated(t *testing.T) uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		t.Fatalf("runtime/metrics has no %s", s[0].Name)
+	}
+	return s[0].Value.Uint64()
+}
+
+// parseBomb is a FuzzParse seed: attributes for the first Parse, an object entry for the second.
+type parseBomb struct {
+	attributes string
+	object     string
+}
+
+// parseBombs are inputs that the size bounds of Parse keep cheap. What each costs with its bound
+// raised was measured on a copy of the package.
+func parseBombs() []parseBomb {
+	entry := func(extra string) string { return "objectName: a\nobjectType: secret\n" + extra }
+	withObjects := func(doc string) string { return attrs(map[string]string{Objects: doc}) }
+	list := func(item string, n int) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(item+", ", n), ", ") + "]"
+	}
+
+	// Billion laughs, the classic shape: nine anchors, each a list of nine aliases of the one
+	// before (9^9 scalars once expanded). Refused by MaxYAMLNodes; without it yaml.v3 does not
+	// expand aliases decoded into a string or a []string of strings, and costs nothing either.
+	var laughs strings.Builder
+	laughs.WriteString("l0: &l0 " + list("lol", 9) + "\n")
+	for i := 1; i <= 8; i++ {
+		fmt.Fprintf(&laughs, "l%d: &l%d %s\n", i, i, list(fmt.Sprintf("*l%d", i-1), 9))
+	}
+
+	// The same with merge keys, which yaml.v3 does expand into a struct: each level merges ten
+	// copies of the one before. yaml.v3 stops a document once more than 99% of what it decoded
+	// came from aliases, so 4,000 plain entries buy about 400,000 merges. Refused by
+	// MaxYAMLNodes; without it the merges cost about 6 MB and 0.4 s: yaml.v3's own limit keeps
+	// this within the ceiling, so this seed does not depend on MaxYAMLNodes.
+	var merges strings.Builder
+	merges.WriteString("m0: &m0 {}\n")
+	for i := 1; i <= 7; i++ {
+		fmt.Fprintf(&merges, "m%d: &m%d {<<: %s}\n", i, i, list(fmt.Sprintf("*m%d", i-1), 10))
+	}
+	merges.WriteString("<<: *m7\n")
+
+	return []parseBomb{
+		// Billion laughs in an entry, and as the objects array.
+		{attrs(nil), entry(laughs.String() + "objectAlias: *l8")},
+		{withObjects(laughs.String() + "array: *l8\n"), entry("")},
+		{withObjects("array: " + list("a", 4000) + "\n" + merges.String()), entry("")},
+		// Refused by MaxVersionHistory, and by MaxFiles without it. Without both, Paths and
+		// checkPaths build one path per version, twice: about 290 MB and 3 s for a million
+		// versions, and for the largest int32 a []string of 2^31 (32 GiB) before the first path.
+		{attrs(nil), entry("objectVersionHistory: 1000000")},
+		{attrs(nil), entry("objectVersionHistory: 2147483647")},
+		// 20,000 one-letter objects in flow style (40 KB). Refused by MaxObjects before any entry
+		// is parsed; without it, parsing them costs about 150 MB, 1.7 times the ceiling (each
+		// entry costs yaml.v3 a parser, about 7 KiB, for two bytes of input).
+		{withObjects("array: [" + strings.TrimSuffix(strings.Repeat("a,", 20000), ",") + "]\n"), entry("")},
+		// A 100,000-character alias of 50,000 path elements. Refused by MaxAliasLength; without
+		// it, checkPaths walks up 50,000 parent directories with path.Dir, each a scan of the
+		// whole path: 6 to 13 s.
+		{attrs(nil), entry("objectAlias: " + strings.Repeat("a/", 49999) + "aa")},
+		// The same length in one element: linear even without the bound (MaxAliasLength is
+		// first a limit of the file system), and refused by it.
+		{attrs(nil), entry("objectAlias: " + strings.Repeat("a", 100000))},
+		// 1,000 repeated keys in one mapping (2.4 KB): yaml.v3 compares every pair of keys and
+		// builds an error per repeat, 344 MB and 1-2 s. Refused by MaxYAMLKeys (and the repeat
+		// check) before it is decoded.
+		{withObjects("{" + strings.TrimSuffix(strings.Repeat("a,", 1000), ",") + "}"), entry("")},
+		{attrs(nil), "{" + strings.TrimSuffix(strings.Repeat("a,", 1000), ",") + "}"},
+	}
 }
 
 func TestParseDriverRequest(t *testing.T) {

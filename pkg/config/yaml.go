@@ -53,9 +53,56 @@ func unmarshalStrict(entry string, e *objectEntry) error {
 
 var typeNameRE = regexp.MustCompile(` in type [\w.]+`)
 
+// MaxYAMLKeys bounds the keys of one YAML mapping: the decoder compares every pair of keys (a
+// mapping of thousands of repeated keys would cost gigabytes), and an object has 8 fields.
+const MaxYAMLKeys = 64
+
+// checkMappings refuses a mapping with more than MaxYAMLKeys keys or a repeated scalar key.
+func checkMappings(n *yaml.Node, depth int) error {
+	if n == nil || depth > 100 {
+		return nil
+	}
+	if n.Kind == yaml.MappingNode {
+		if len(n.Content)/2 > MaxYAMLKeys {
+			return fmt.Errorf("a mapping has %d keys, more than the %d allowed", len(n.Content)/2, MaxYAMLKeys)
+		}
+		seen := make(map[string]bool, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Kind == yaml.ScalarNode {
+				if seen[k.Value] {
+					return fmt.Errorf("the key %q appears twice in one mapping", truncate(k.Value, 64))
+				}
+				seen[k.Value] = true
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if err := checkMappings(c, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MaxYAMLNodes bounds the nodes of one YAML document after its aliases are expanded, so an
+// alias bomb (a few lines that expand to billions of nodes) is refused before it is decoded.
+const MaxYAMLNodes = 10000
+
 // decodeStrict decodes one YAML document, rejecting unknown fields, and shortens the decoder's
 // error to one line that does not echo the input.
 func decodeStrict(doc string, out any) error {
+	// The node tree is built without expanding aliases or comparing keys, in time linear in the
+	// document; what the decoder would do in more than that is refused here.
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(doc), &root); err == nil {
+		if err := checkMappings(&root, 0); err != nil {
+			return err
+		}
+		// Without an alias, the node count is bounded by the document's bytes.
+		if n := expandedNodes(&root, map[*yaml.Node]int{}); strings.Contains(doc, "*") && n > MaxYAMLNodes {
+			return fmt.Errorf("the document expands (through its aliases) to more than %d YAML nodes", MaxYAMLNodes)
+		}
+	} // a syntax error is reported by the strict decoder below
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(doc)))
 	dec.KnownFields(true)
 	err := dec.Decode(out)
@@ -72,4 +119,29 @@ func decodeStrict(doc string, out any) error {
 		msg = msg[:200] + "..."
 	}
 	return errors.New(msg)
+}
+
+// expandedNodes counts the nodes of n with every alias replaced by what it names, stopping just
+// past MaxYAMLNodes. Sizes are remembered per node, so the walk is linear in the document's size.
+func expandedNodes(n *yaml.Node, seen map[*yaml.Node]int) int {
+	if n == nil {
+		return 0
+	}
+	if size, ok := seen[n]; ok {
+		return size
+	}
+	seen[n] = MaxYAMLNodes + 1 // an alias cycle counts as too large
+	size := 1
+	if n.Kind == yaml.AliasNode {
+		size += expandedNodes(n.Alias, seen)
+	}
+	for _, c := range n.Content {
+		size += expandedNodes(c, seen)
+		if size > MaxYAMLNodes {
+			break
+		}
+	}
+	size = min(size, MaxYAMLNodes+1)
+	seen[n] = size
+	return size
 }

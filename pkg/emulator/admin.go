@@ -13,6 +13,7 @@ import (
 //	GET  /admin/faults, PUT /admin/faults        (JSON Faults)
 //	POST /admin/vaults/{vault}/secrets/{name}    {"value","contentType"} -> {"version"}
 //	PUT  /admin/grants                           (JSON []Grant, replaces all)
+//	GET  /admin/requests                         (JSON []RequestRecord, oldest first)
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	path := strings.TrimSuffix(r.URL.Path, "/")
@@ -22,6 +23,8 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case path == "/admin/counters/reset" && r.Method == http.MethodPost:
 		e.ResetCounters()
 		writeJSON(w, http.StatusOK, map[string]bool{"reset": true})
+	case path == "/admin/requests" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, e.Requests())
 	case path == "/admin/faults" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, e.Faults())
 	case path == "/admin/faults" && r.Method == http.MethodPut:

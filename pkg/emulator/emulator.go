@@ -57,7 +57,8 @@ type Emulator struct {
 	miByID   map[string]*ManagedIdentity // client, object and resource IDs, lower case
 	systemMI *ManagedIdentity
 
-	stats stats
+	stats    stats
+	requests requestLog // what each client sent, for GET /admin/requests
 
 	tlsLn, proxyLn net.Listener
 	connectLn      *chanListener

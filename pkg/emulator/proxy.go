@@ -18,7 +18,10 @@ import (
 // a Key Vault suffix is a vault, anything else is Entra ID.
 func (e *Emulator) serveTLS(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w}
-	defer func() { e.logf("kv-emulator: %s https://%s%s -> %d", r.Method, r.Host, r.URL.Path, rec.code()) }()
+	defer func() {
+		e.logf("kv-emulator: %s https://%s%s -> %d", r.Method, r.Host, r.URL.Path, rec.code())
+		e.recordTLS(r, rec.code())
+	}()
 	if name, cloud, ok := e.vaultHost(r.Host); ok {
 		e.serveKeyVault(rec, r, name, cloud)
 		return
@@ -35,7 +38,10 @@ func (e *Emulator) serveProxy(w http.ResponseWriter, r *http.Request) {
 	if r.URL.IsAbs() {
 		target = r.URL.Host
 	}
-	defer func() { e.logf("kv-emulator: proxy %s %s%s -> %d", r.Method, target, r.URL.Path, rec.code()) }()
+	defer func() {
+		e.logf("kv-emulator: proxy %s %s%s -> %d", r.Method, target, r.URL.Path, rec.code())
+		e.recordProxy(r, target, rec.code())
+	}()
 	if r.Method == http.MethodConnect {
 		e.serveConnect(rec, r)
 		return

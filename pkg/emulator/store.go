@@ -200,6 +200,21 @@ func (e *Emulator) AddSecretVersion(vault, name, value string) (string, error) {
 	return e.addSecretVersion(vault, name, value, "")
 }
 
+// DeleteSecret removes a secret and all its versions (a read then answers 404 SecretNotFound).
+func (e *Emulator) DeleteSecret(vault, name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	vs := e.vault(vault)
+	if vs == nil {
+		return fmt.Errorf("vault %q not found", vault)
+	}
+	if _, ok := vs.secrets[strings.ToLower(name)]; !ok {
+		return fmt.Errorf("secret %q not found in vault %q", name, vault)
+	}
+	delete(vs.secrets, strings.ToLower(name))
+	return nil
+}
+
 func (e *Emulator) addSecretVersion(vault, name, value, contentType string) (string, error) {
 	if !objectNameRE.MatchString(name) {
 		return "", fmt.Errorf("secret name %q must match %s", name, objectNameRE)

@@ -14,13 +14,18 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
 const tokenLifetime = 3599 * time.Second
+
+// tokenSerial makes every service account token this process signs unique.
+var tokenSerial atomic.Int64
 
 // issueAccessToken signs an Entra-style v1 access token.
 func (e *Emulator) issueAccessToken(tenant, clientID, audience string, now time.Time) (string, time.Time, error) {
@@ -112,6 +117,7 @@ func (e *Emulator) SignServiceAccountToken(namespace, serviceAccount, audience s
 		"iat": now.Unix(),
 		"nbf": now.Unix(),
 		"exp": now.Add(ttl).Unix(),
+		"jti": pseudoGUID("jti", strconv.FormatInt(tokenSerial.Add(1), 10), now.String()), // every token differs, as the kubelet's do
 		"kubernetes.io": map[string]any{
 			"namespace":      namespace,
 			"serviceaccount": map[string]string{"name": serviceAccount, "uid": pseudoGUID("sa", namespace, serviceAccount)},

@@ -4,6 +4,7 @@ package keyvault
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -65,6 +66,8 @@ type Options struct {
 	Retry         policy.RetryOptions
 	// Transport replaces the SDK's default HTTP client (which honours HTTPS_PROXY and SSL_CERT_FILE).
 	Transport policy.Transporter
+	// PerCallPolicies run once per call, after the SDK's telemetry policy (e.g. --custom-user-agent).
+	PerCallPolicies []policy.Policy
 	// Metrics records every HTTP request to Key Vault (default: nothing).
 	Metrics metrics.Recorder
 }
@@ -94,6 +97,7 @@ func New(vaultURL string, cred azcore.TokenCredential, o Options) (*SDKClient, e
 		Retry:            o.Retry,
 		Telemetry:        policy.TelemetryOptions{ApplicationID: o.ApplicationID},
 		Transport:        o.Transport,
+		PerCallPolicies:  o.PerCallPolicies,
 		PerRetryPolicies: []policy.Policy{observePolicy{o.Metrics}},
 	}
 	s, err := azsecrets.NewClient(vaultURL, cred, &azsecrets.ClientOptions{ClientOptions: core})
@@ -117,15 +121,28 @@ func (c *SDKClient) GetSecret(ctx context.Context, name, version string) (Secret
 	if err != nil {
 		return Secret{}, classify(err)
 	}
-	s := Secret{
-		Value:             deref(resp.Value),
-		ContentType:       deref(resp.ContentType),
-		CertificateBacked: resp.KID != nil,
+	return secretOf(resp.Secret)
+}
+
+// secretOf converts the SDK's secret. A response without a value is an error, as in Azure's
+// provider (an empty file would hide it); an empty value is written as an empty file.
+func secretOf(r azsecrets.Secret) (Secret, error) {
+	s := Secret{ContentType: deref(r.ContentType), CertificateBacked: r.KID != nil}
+	if r.ID != nil {
+		s.Version = r.ID.Version()
 	}
-	if resp.ID != nil {
-		s.Version = resp.ID.Version()
+	if r.Value == nil {
+		return Secret{}, &Error{Kind: KindInvalidArgument, Detail: fmt.Sprintf("Key Vault returned version %s of the secret without a value; set a value in the vault", orLatest(s.Version))}
 	}
+	s.Value = *r.Value
 	return s, nil
+}
+
+func orLatest(v string) string {
+	if v == "" {
+		return "latest"
+	}
+	return v
 }
 
 // GetKey reads a key version ("" = current).
@@ -235,7 +252,8 @@ func listVersions[R, P any](ctx context.Context, pager *runtime.Pager[R], items 
 }
 
 func versionInfo(version string, enabled *bool, created *time.Time) VersionInfo {
-	v := VersionInfo{Version: version, Enabled: enabled != nil && *enabled}
+	// An absent "enabled" attribute means enabled, as Azure's provider reads it.
+	v := VersionInfo{Version: version, Enabled: enabled == nil || *enabled}
 	if created != nil {
 		v.Created = *created
 	}

@@ -9,6 +9,9 @@ import (
 	"github.com/akv-csi/provider/pkg/keyvault"
 )
 
+// codeTokenSubject marks a refused service account token (its subject is not the pod's).
+const codeTokenSubject = "TokenSubjectMismatch"
+
 // ObjectError is the failure of one object.
 type ObjectError struct {
 	Object config.Object
@@ -59,6 +62,9 @@ func hint(e *keyvault.Error, o config.Object, c config.MountConfig) string {
 	id := c.Identity
 	switch e.Kind {
 	case keyvault.KindPermissionDenied:
+		if e.Code == codeTokenSubject {
+			return "" // the detail says what to change
+		}
 		if strings.Contains(strings.ToLower(e.Detail), "disabled") {
 			return "; this version is disabled: enable it in the vault or set objectVersion to an enabled version"
 		}
@@ -97,9 +103,12 @@ func authHint(e *keyvault.Error, c config.MountConfig) string {
 	case "70021", "700211", "700212", "700213":
 		iss, sub := auth.TokenSubject(id.Token)
 		return fmt.Sprintf("; add a federated credential to application %s with issuer %q, subject %q and audience %q",
-			id.ClientID, iss, sub, config.WorkloadIdentityAudience)
+			id.ClientID, iss, sub, id.Mode.TokenAudience())
 	case "700027":
 		return "; Entra ID could not verify the service account token's signature: the federated credential's issuer must be this cluster's OIDC issuer and its keys must be published"
+	}
+	if id.Mode == config.IdentityBinding {
+		return "" // the token proxy's message says what to check
 	}
 	if id.Mode == config.ManagedIdentity {
 		if id.ClientID != "" {

@@ -91,6 +91,9 @@ func pkcs12ToPEM(value string, constructChain bool) (keyPEM, certPEM []byte, err
 	if err != nil {
 		return nil, nil, invalid("the certificate's secret is not base64 PKCS#12 as its content type says")
 	}
+	if err := checkPFXIterations(pfx); err != nil {
+		return nil, nil, invalid("the certificate's PKCS#12 %v; re-import the certificate into Key Vault", err)
+	}
 	key, leaf, cas, err := pkcs12.DecodeChain(pfx, "")
 	if err != nil {
 		return nil, nil, invalid("the certificate's PKCS#12 could not be decoded (%v)", err)

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"k8s.io/klog/v2"
@@ -98,11 +100,19 @@ func New(o Options) *Provider {
 // Mount reads every object of cfg and returns the files to write, or an error naming every object
 // that failed (and then no files).
 func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, error) {
-	env, err := cloud.Resolve(cfg.CloudName, cfg.CloudEnvFile)
-	if err != nil {
-		return Result{}, &MountError{Config: cfg, Err: &keyvault.Error{Kind: keyvault.KindInvalidArgument, Detail: err.Error(), Err: err}}
+	if cfg.Rotation {
+		ctx = withNotBefore(ctx, time.Now())
 	}
-	client, err := p.clients.get(cfg, env, p.opts.Auth, p.opts.NewClient)
+	if cfg.Identity.Token != "" {
+		if err := auth.CheckTokenSubject(cfg.Identity.Token, cfg.Pod); err != nil {
+			return Result{}, &MountError{Config: cfg, Err: &keyvault.Error{Kind: keyvault.KindPermissionDenied, Code: codeTokenSubject, Detail: err.Error()}}
+		}
+	}
+	env, err := resolveCloud(ctx, cfg)
+	if err != nil {
+		return Result{}, &MountError{Config: cfg, Err: keyvault.AsError(err)}
+	}
+	client, err := p.clients.get(ctx, cfg, env, p.opts.Auth, p.opts.NewClient)
 	if err != nil {
 		return Result{}, &MountError{Config: cfg, Err: keyvault.AsError(err)}
 	}
@@ -117,6 +127,12 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 			select {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
+				defer func() { // a panic here would end the process, and every mount in flight
+					if r := recover(); r != nil {
+						klog.ErrorS(nil, "panic while rendering an object", "object", o.ID(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+						results[i] = objectResult{err: &keyvault.Error{Kind: keyvault.KindInternal, Detail: "internal error in the provider (logged with its stack)"}}
+					}
+				}()
 				results[i] = p.fetchObject(ctx, client, cfg.VaultName, o)
 			case <-ctx.Done():
 				results[i] = objectResult{err: keyvault.AsError(ctx.Err())}
@@ -144,6 +160,30 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 	return res, nil
 }
 
+// resolveCloud resolves the mount's cloud within its deadline (an Azure Stack file is read from
+// the node's disk).
+func resolveCloud(ctx context.Context, cfg config.MountConfig) (cloud.Environment, error) {
+	type result struct {
+		env cloud.Environment
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		env, err := cloud.Resolve(cfg.CloudName, cfg.CloudEnvFile)
+		done <- result{env, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return cloud.Environment{}, &keyvault.Error{Kind: keyvault.KindInvalidArgument, Detail: r.err.Error(), Err: r.err}
+		}
+		return r.env, nil
+	case <-ctx.Done():
+		return cloud.Environment{}, &keyvault.Error{Kind: keyvault.KindDeadlineExceeded, Err: ctx.Err(),
+			Detail: fmt.Sprintf("reading %s %q did not finish before the driver's deadline", config.CloudEnvFileName, cfg.CloudEnvFile)}
+	}
+}
+
 type objectResult struct {
 	files    []File
 	versions []ObjectVersion
@@ -157,7 +197,7 @@ func (p *Provider) fetchObject(ctx context.Context, client keyvault.Client, vaul
 		if err != nil {
 			return objectResult{err: err}
 		}
-		return objectResult{files: files, versions: []ObjectVersion{{ID: o.ID(), Version: version}}}
+		return objectResult{files: files, versions: perFile(files, o.ID(), version)}
 	}
 
 	versions, err := p.historyVersions(ctx, client, o)
@@ -171,7 +211,17 @@ func (p *Provider) fetchObject(ctx context.Context, client keyvault.Client, vaul
 			return objectResult{err: err}
 		}
 		out.files = append(out.files, files...)
-		out.versions = append(out.versions, ObjectVersion{ID: o.ID() + "/" + strconv.Itoa(i), Version: version})
+		out.versions = append(out.versions, perFile(files, o.ID()+"/"+strconv.Itoa(i), version)...)
+	}
+	return out
+}
+
+// perFile reports one ObjectVersion per file written, as Azure's provider does (a certificate's
+// secret with --write-cert-and-key-in-separate-files reports three).
+func perFile(files []File, id, version string) []ObjectVersion {
+	out := make([]ObjectVersion, len(files))
+	for i := range files {
+		out[i] = ObjectVersion{ID: id, Version: version}
 	}
 	return out
 }

@@ -258,7 +258,7 @@ func TestClientsAreKeptPerIdentity(t *testing.T) {
 		t.Errorf("clients built = %d, want 3", got)
 	}
 	mount("sp-3", "s", "kv-demo") // a third identity evicts the least recently used
-	if got := p.clients.size(); got != 2 {
+	if got, _ := p.clients.size(); got != 2 {
 		t.Errorf("identities kept = %d, want the bound 2", got)
 	}
 }

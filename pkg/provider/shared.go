@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-	"golang.org/x/time/rate"
+	"k8s.io/klog/v2"
 
 	"github.com/akv-csi/provider/pkg/keyvault"
 	"github.com/akv-csi/provider/pkg/metrics"
@@ -31,6 +31,9 @@ type SharingOptions struct {
 	// ThrottleBackoff is the first wait after a 429 without Retry-After (default 500ms); it doubles
 	// with jitter on each retry, up to 16s.
 	ThrottleBackoff time.Duration
+	// ResultCacheMaxBytes is the ceiling on the bytes of all kept results (default 32 MiB); a
+	// read that would pass it is not kept.
+	ResultCacheMaxBytes int64
 }
 
 func (o *SharingOptions) defaults() {
@@ -46,21 +49,32 @@ func (o *SharingOptions) defaults() {
 	if o.ThrottleBackoff <= 0 {
 		o.ThrottleBackoff = 500 * time.Millisecond
 	}
+	if o.ResultCacheMaxBytes <= 0 {
+		o.ResultCacheMaxBytes = 32 << 20
+	}
 }
 
 // sharedClient wraps the Key Vault client of ONE identity for ONE vault, so nothing it shares or
 // keeps can reach another identity: identical reads in flight are joined, successful results are
 // kept for ResultTTL, every request waits for the vault's rate limiter, and a 429 is retried with
 // backoff within the caller's deadline.
+//
+// Freshness: a caller may carry a "not before" time (a rotation mount: the time it arrived). It
+// then takes neither a kept result nor a read in flight that started before that time.
 type sharedClient struct {
-	next    keyvault.Client
-	opts    SharingOptions
-	limiter *rate.Limiter
-	rec     metrics.Recorder
+	next   keyvault.Client
+	opts   SharingOptions
+	vault  *vaultLimiter
+	budget *byteBudget
+	rec    metrics.Recorder
+	// proven is set once the vault answered this identity with a value or a NotFound (so it has
+	// access): until then its reads are paced by the vault's small probation limiter, so an
+	// identity the vault refuses cannot use up the budget of the identities it serves.
+	proven atomic.Bool
 
-	flight singleflight.Group
-	mu     sync.Mutex
-	kept   map[string]keptResult
+	mu      sync.Mutex
+	flights map[string]*flight
+	kept    map[string]*keptResult
 
 	// One SDK client per object type answers Key Vault's 401 challenge on its first request; reads
 	// sent before that completes would each be challenged. So each type's first read goes alone.
@@ -75,17 +89,41 @@ const (
 	certsClient
 )
 
-type keptResult struct {
-	value any
-	until time.Time
+// flight is one read in progress; its fields other than started and done are set before done closes.
+type flight struct {
+	started time.Time
+	done    chan struct{}
+	val     any
+	err     error
 }
 
-func newSharedClient(next keyvault.Client, limiter *rate.Limiter, o SharingOptions, rec metrics.Recorder) *sharedClient {
-	c := &sharedClient{next: next, opts: o, limiter: limiter, rec: rec, kept: map[string]keptResult{}}
+type keptResult struct {
+	value   any
+	started time.Time // when the read that produced it was sent
+	until   time.Time
+	size    int64
+}
+
+func newSharedClient(next keyvault.Client, vault *vaultLimiter, budget *byteBudget, o SharingOptions, rec metrics.Recorder) *sharedClient {
+	c := &sharedClient{next: next, opts: o, vault: vault, budget: budget, rec: rec,
+		flights: map[string]*flight{}, kept: map[string]*keptResult{}}
 	for i := range c.first {
 		c.first[i] = make(chan struct{}, 1)
 	}
 	return c
+}
+
+// notBeforeKey carries a mount's freshness bound through the keyvault.Client interface.
+type notBeforeKey struct{}
+
+// withNotBefore makes reads under ctx take no result whose read started before t.
+func withNotBefore(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, notBeforeKey{}, t)
+}
+
+func notBefore(ctx context.Context) time.Time {
+	t, _ := ctx.Value(notBeforeKey{}).(time.Time)
+	return t
 }
 
 // firstRead makes the first read of an SDK client go alone: it returns at once when the client has
@@ -119,14 +157,15 @@ func alone[T any](c *sharedClient, client int, fetch func(context.Context) (T, e
 	}
 }
 
-// read serves one read by key through the result cache, the in-flight group and the throttle loop.
+// read serves one read by key through the result cache, the in-flight reads and the throttle loop.
 func read[T any](ctx context.Context, c *sharedClient, key string, fetch func(context.Context) (T, error)) (T, error) {
-	if v, ok := c.lookup(key); ok {
+	nb := notBefore(ctx)
+	if v, ok := c.lookup(key, nb); ok {
 		c.rec.ObserveRead("hit")
 		return v.(T), nil
 	}
 	for {
-		v, led, err := c.join(ctx, key, func(fctx context.Context) (any, error) { return throttled(fctx, c, fetch) })
+		v, led, err := c.join(ctx, key, nb, func(fctx context.Context) (any, error) { return throttled(fctx, c, fetch) })
 		var zero T
 		switch {
 		case err == nil:
@@ -144,30 +183,54 @@ func read[T any](ctx context.Context, c *sharedClient, key string, fetch func(co
 	}
 }
 
-// join runs fetch once for all callers of key at the same time. led reports whether this caller
-// ran it. The read outlives a cancelled leader (others may wait on it) but not its deadline.
-func (c *sharedClient) join(ctx context.Context, key string, fetch func(context.Context) (any, error)) (any, bool, error) {
-	var led bool // written by the leader's goroutine, read only after its result arrives
-	ch := c.flight.DoChan(key, func() (any, error) {
-		led = true
+// join runs fetch once for the callers of key at the same time: it joins a read in flight that
+// started at or after nb, or starts one. led reports whether this caller started it. The read
+// outlives a cancelled leader (others may wait on it) but not its deadline.
+func (c *sharedClient) join(ctx context.Context, key string, nb time.Time, fetch func(context.Context) (any, error)) (any, bool, error) {
+	c.mu.Lock()
+	f := c.flights[key]
+	led := f == nil || f.started.Before(nb)
+	if led {
+		f = &flight{started: time.Now(), done: make(chan struct{})}
+		c.flights[key] = f // later callers join the newest read
 		fctx := context.WithoutCancel(ctx)
+		cancel := context.CancelFunc(func() {})
 		if d, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
 			fctx, cancel = context.WithDeadline(fctx, d)
+		}
+		go func() {
 			defer cancel()
-		}
-		v, err := fetch(fctx)
-		if err == nil {
-			c.keep(key, v)
-		}
-		return v, err
-	})
+			f.val, f.err = recovered(fctx, fetch)
+			c.mu.Lock()
+			if c.flights[key] == f {
+				delete(c.flights, key)
+			}
+			if f.err == nil {
+				c.keepLocked(key, f.val, f.started)
+			}
+			c.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	c.mu.Unlock()
 	select {
-	case r := <-ch:
-		return r.Val, led, r.Err
+	case <-f.done:
+		return f.val, led, f.err
 	case <-ctx.Done():
 		return nil, false, keyvault.AsError(ctx.Err())
 	}
+}
+
+// recovered runs fetch, turning a panic into an Internal error of this read (a panic on a
+// goroutine of its own would end the process, and every mount in flight with it).
+func recovered(ctx context.Context, fetch func(context.Context) (any, error)) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			klog.ErrorS(nil, "panic in a Key Vault read", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			v, err = nil, &keyvault.Error{Kind: keyvault.KindInternal, Detail: "internal error in the provider (logged with its stack)"}
+		}
+	}()
+	return fetch(ctx)
 }
 
 // throttled paces a read by the vault's rate limit and retries it after a 429: after the
@@ -177,7 +240,11 @@ func throttled[T any](ctx context.Context, c *sharedClient, fetch func(context.C
 	var zero T
 	backoff := c.opts.ThrottleBackoff
 	for attempt := 1; ; attempt++ {
-		if err := c.limiter.Wait(ctx); err != nil {
+		limiter := c.vault.probation
+		if c.proven.Load() {
+			limiter = c.vault.proven
+		}
+		if err := limiter.Wait(ctx); err != nil {
 			if ctx.Err() != nil {
 				return zero, keyvault.AsError(ctx.Err())
 			}
@@ -186,6 +253,9 @@ func throttled[T any](ctx context.Context, c *sharedClient, fetch func(context.C
 		}
 		v, err := fetch(ctx)
 		kvErr := keyvault.AsError(err)
+		if err == nil || kvErr.Kind == keyvault.KindNotFound {
+			c.proven.Store(true)
+		}
 		if err == nil || kvErr.Status != 429 {
 			return v, err
 		}
@@ -212,35 +282,75 @@ func throttled[T any](ctx context.Context, c *sharedClient, fetch func(context.C
 	}
 }
 
-func (c *sharedClient) lookup(key string) (any, bool) {
+func (c *sharedClient) lookup(key string, nb time.Time) (any, bool) {
 	if c.opts.ResultTTL <= 0 {
 		return nil, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r, ok := c.kept[key]
-	if !ok || time.Now().After(r.until) {
+	r := c.kept[key]
+	if r == nil || !time.Now().Before(r.until) || r.started.Before(nb) {
 		return nil, false
 	}
 	return r.value, true
 }
 
-func (c *sharedClient) keep(key string, v any) {
+// keepLocked keeps a result for ResultTTL within the byte budget, and drops it (its bytes with it)
+// when it expires. c.mu is held.
+func (c *sharedClient) keepLocked(key string, v any, started time.Time) {
 	if c.opts.ResultTTL <= 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	if len(c.kept) >= 1024 { // bounded: drop what has expired
-		for k, r := range c.kept {
-			if now.After(r.until) {
-				delete(c.kept, k)
-			}
-		}
+	if old := c.kept[key]; old != nil {
+		delete(c.kept, key)
+		c.budget.release(old.size)
 	}
-	c.kept[key] = keptResult{value: v, until: now.Add(c.opts.ResultTTL)}
+	r := &keptResult{value: v, started: started, until: time.Now().Add(c.opts.ResultTTL), size: resultSize(v)}
+	if !c.budget.take(r.size) {
+		return // over the ceiling: this read is simply not kept
+	}
+	c.kept[key] = r
+	time.AfterFunc(c.opts.ResultTTL, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.kept[key] == r {
+			delete(c.kept, key)
+			c.budget.release(r.size)
+		}
+	})
 }
+
+// resultSize estimates the memory a kept result holds, with a floor for the entry itself.
+func resultSize(v any) int64 {
+	const entry = 256
+	switch r := v.(type) {
+	case keyvault.Secret:
+		return entry + int64(len(r.Version)+len(r.Value)+len(r.ContentType))
+	case keyvault.Key:
+		return entry + int64(len(r.Version)+len(r.Kty)+len(r.N)+len(r.E)+len(r.Crv)+len(r.X)+len(r.Y))
+	case keyvault.Certificate:
+		return entry + int64(len(r.Version)+len(r.DER))
+	case []keyvault.VersionInfo:
+		return entry + int64(len(r))*96
+	}
+	return entry
+}
+
+// byteBudget is the ceiling on the bytes of every kept result of every identity together.
+type byteBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+func (b *byteBudget) take(n int64) bool {
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *byteBudget) release(n int64) { b.used.Add(-n) }
 
 func readKey(op, name, version string) string { return op + "\x00" + name + "\x00" + version }
 

@@ -57,7 +57,7 @@ type GRPC struct {
 
 // NewGRPC registers the provider service and the health service.
 func NewGRPC(svc v1alpha1.CSIDriverProviderServer) *GRPC {
-	g := &GRPC{Server: grpc.NewServer(), Health: health.NewServer()}
+	g := &GRPC{Server: grpc.NewServer(grpc.ChainUnaryInterceptor(RecoverPanics)), Health: health.NewServer()}
 	v1alpha1.RegisterCSIDriverProviderServer(g.Server, svc)
 	healthpb.RegisterHealthServer(g.Server, g.Health)
 	return g

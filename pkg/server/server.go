@@ -5,11 +5,17 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
@@ -30,12 +36,18 @@ type Mounter interface {
 // MountObserver records the outcome of each Mount call (metrics).
 type MountObserver func(code codes.Code, d time.Duration)
 
+// DefaultMaxResponseBytes is the default bound on a MountResponse: the driver's default
+// --max-call-recv-msg-size, past which it rejects the response with an opaque gRPC error.
+const DefaultMaxResponseBytes = 4 << 20
+
 // Service implements the driver's CSIDriverProvider service.
 type Service struct {
 	v1alpha1.UnimplementedCSIDriverProviderServer
 	mounter  Mounter
 	defaults config.Defaults
 	observe  MountObserver
+	// MaxResponseBytes bounds the encoded MountResponse (--max-response-bytes).
+	MaxResponseBytes int
 }
 
 // NewService returns the CSIDriverProvider service. observe may be nil.
@@ -43,7 +55,7 @@ func NewService(m Mounter, d config.Defaults, observe MountObserver) *Service {
 	if observe == nil {
 		observe = func(codes.Code, time.Duration) {}
 	}
-	return &Service{mounter: m, defaults: d, observe: observe}
+	return &Service{mounter: m, defaults: d, observe: observe, MaxResponseBytes: DefaultMaxResponseBytes}
 }
 
 // Version reports the provider API version and this build.
@@ -61,6 +73,9 @@ func (s *Service) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 		s.finish(cfg, st, start)
 		return nil, st.Err()
 	}
+	cfg.Rotation = len(req.GetCurrentObjectVersion()) > 0
+	ctx, cancel := reserveAnswerTime(ctx)
+	defer cancel()
 	res, err := s.mounter.Mount(ctx, cfg)
 	if err != nil {
 		st := status.New(codeOf(err), err.Error())
@@ -74,8 +89,38 @@ func (s *Service) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alp
 	for _, v := range res.Versions {
 		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: v.ID, Version: v.Version})
 	}
+	if size := proto.Size(resp); size > s.MaxResponseBytes {
+		st := status.New(codes.ResourceExhausted, tooLarge(res.Files, size, s.MaxResponseBytes))
+		s.finish(cfg, st, start)
+		return nil, st.Err()
+	}
 	s.finish(cfg, status.New(codes.OK, ""), start)
 	return resp, nil
+}
+
+// reserveAnswerTime ends the mount's work a little before the driver's deadline (a tenth of the
+// time left, at most 1s), so the driver receives the provider's actionable error instead of its
+// own "context deadline exceeded".
+func reserveAnswerTime(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	margin := min(time.Until(deadline)/10, time.Second)
+	return context.WithDeadline(ctx, deadline.Add(-margin))
+}
+
+// tooLarge says which files make a response too large for the driver.
+func tooLarge(files []provider.File, size, limit int) string {
+	sorted := slices.Clone(files)
+	slices.SortFunc(sorted, func(a, b provider.File) int { return len(b.Contents) - len(a.Contents) })
+	var largest []string
+	for _, f := range sorted[:min(3, len(sorted))] {
+		largest = append(largest, fmt.Sprintf("%s (%d bytes)", f.Path, len(f.Contents)))
+	}
+	return fmt.Sprintf("the mount's %d files add up to a %d-byte response, more than the %d bytes the driver accepts (--max-response-bytes, "+
+		"the driver's --max-call-recv-msg-size); largest: %s: mount fewer or smaller objects (objectVersionHistory counts each version), "+
+		"or raise both limits together", len(files), size, limit, strings.Join(largest, ", "))
 }
 
 func (s *Service) finish(cfg config.MountConfig, st *status.Status, start time.Time) {
@@ -128,4 +173,16 @@ func flatten(err error) string {
 		out += e.Error()
 	}
 	return out
+}
+
+// RecoverPanics turns a panic in one call into Internal for that call, logs its stack once, and
+// keeps the server (and every other mount in flight) running.
+func RecoverPanics(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			klog.ErrorS(nil, "panic in a gRPC call", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			resp, err = nil, status.Error(codes.Internal, "internal error in the provider (logged with its stack); the driver will retry")
+		}
+	}()
+	return handler(ctx, req)
 }

@@ -160,7 +160,7 @@ func TestHelmInstall(t *testing.T) {
 		t.Errorf("provider container %s: want readOnlyRootFilesystem and no privilege escalation", c.Name)
 	}
 	args := " " + strings.Join(c.Args, " ") + " "
-	for _, want := range []string{" -v=4 ", " --metrics-addr=:9123 ", " --construct-pem-chain=false ", " --cloud-name=AzureChinaCloud ", " --endpoint=unix:///provider/azure.sock "} {
+	for _, want := range []string{" -v=4 ", " --prometheus-port=9123 ", " --construct-pem-chain=false ", " --cloud-name=AzureChinaCloud ", " --endpoint=unix:///provider/azure.sock "} {
 		if !strings.Contains(args, want) {
 			t.Errorf("provider args %q lack %q from the values", args, want)
 		}
@@ -170,7 +170,7 @@ func TestHelmInstall(t *testing.T) {
 		metricsPort = metricsPort || (p.Name == "metrics" && p.ContainerPort == 9123)
 	}
 	if !metricsPort {
-		t.Errorf("provider ports %+v: want metrics on 9123, the same value as --metrics-addr", c.Ports)
+		t.Errorf("provider ports %+v: want metrics on 9123, the same value as --prometheus-port", c.Ports)
 	}
 	t.Logf("provider DaemonSet %s, image %s, args %v", provider.Metadata.Name, c.Image, c.Args)
 

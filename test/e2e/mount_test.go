@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/akv-csi/provider/test/e2e/framework"
 )
 
@@ -24,16 +27,17 @@ func TestMountWorkloadIdentity(t *testing.T) {
 	e := framework.NewEnv(t, framework.EnvInput{Issuer: issuer, Seed: baseSeed(subject(ns, sa))})
 	ctx := e.Ctx
 	e.Namespace(ns, sa, map[string]string{"azure.workload.identity/client-id": wiClientID})
-	framework.CreateSecretProviderClass(ctx, t, e.Kube, framework.SPCInput{Namespace: ns, Name: spc, Parameters: wiParams(wiClientID,
-		obj{Name: "db-password", Type: "secret"},
-		obj{Name: "api-key", Type: "secret", Alias: "api-key.txt", Mode: "0600"},
-		obj{Name: "signing-rsa", Type: "key"},
-		obj{Name: "web-pem", Type: "cert"},
-		obj{Name: "web-pem", Type: "secret", Alias: "web-pem-bundle.pem"},
-		obj{Name: "web-pfx", Type: "secret", Alias: "web-pfx-bundle.pem"},
-		obj{Name: "pfx-rev", Type: "secret", Alias: "pfx-rev-bundle.pem"},
-		obj{Name: "pem-rev", Type: "secret", Alias: "pem-rev-bundle.pem"},
-	)})
+	objects := []obj{
+		{Name: "db-password", Type: "secret"},
+		{Name: "api-key", Type: "secret", Alias: "api-key.txt", Mode: "0600"},
+		{Name: "signing-rsa", Type: "key"},
+		{Name: "web-pem", Type: "cert"},
+		{Name: "web-pem", Type: "secret", Alias: "web-pem-bundle.pem"},
+		{Name: "web-pfx", Type: "secret", Alias: "web-pfx-bundle.pem"},
+		{Name: "pfx-rev", Type: "secret", Alias: "pfx-rev-bundle.pem"},
+		{Name: "pem-rev", Type: "secret", Alias: "pem-rev-bundle.pem"},
+	}
+	framework.CreateSecretProviderClass(ctx, t, e.Kube, framework.SPCInput{Namespace: ns, Name: spc, Parameters: wiParams(wiClientID, objects...)})
 	pod := e.Pod(framework.PodInput{Namespace: ns, Name: "app", ServiceAccount: sa, SPC: spc})
 	e.Emulator.ResetCounters()
 
@@ -128,7 +132,17 @@ func TestMountWorkloadIdentity(t *testing.T) {
 	})
 
 	// Emulator counters: the provider exchanged the apiserver token for client wiClientID and
-	// read each object once.
+	// read each object once: one GET per object of the SecretProviderClass, on the endpoint of its
+	// type (a certificate's secret is a secret GET), and no version list (no
+	// objectVersionHistory). One mount, with no rotation and no retry, so exactly that.
+	wantGets := map[string]int64{}
+	for _, o := range objects {
+		endpoint := map[string]string{"secret": "secret", "key": "key", "cert": "certificate"}[o.Type]
+		if endpoint == "" {
+			t.Fatalf("object %s has type %q: add its Key Vault endpoint here", o.Name, o.Type)
+		}
+		wantGets[endpoint]++
+	}
 	c := e.Emulator.Counters()
 	t.Logf("counters: %+v", c)
 	if c.TokenRequestsByClient[wiClientID] < 1 {
@@ -137,8 +151,13 @@ func TestMountWorkloadIdentity(t *testing.T) {
 	if len(c.TokenRequestsByClient) != 1 {
 		t.Errorf("token requests for other clients than %s: %v", wiClientID, c.TokenRequestsByClient)
 	}
-	if c.KeyVaultGets["secret"] < 6 || c.KeyVaultGets["key"] < 1 || c.KeyVaultGets["certificate"]+c.KeyVaultGets["secret"] < 6 {
-		t.Errorf("Key Vault GETs = %v, want >= 6 secrets, >= 1 key and the certificate", c.KeyVaultGets)
+	if diff := cmp.Diff(wantGets, c.KeyVaultGets, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("Key Vault GETs by type for %d objects (-want +got):\n%s", len(objects), diff)
+	}
+	for typ, n := range c.KeyVaultLists {
+		if n != 0 {
+			t.Errorf("%d %s version lists, want none (no object sets objectVersionHistory): %v", n, typ, c.KeyVaultLists)
+		}
 	}
 
 	if err := e.Kubelet.Unpublish(ctx, m); err != nil {

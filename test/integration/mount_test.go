@@ -187,6 +187,18 @@ func TestMountEveryObjectKind(t *testing.T) {
 			t.Errorf("object version %q = %q, want %q", id, versions[id], v)
 		}
 	}
+	// One ObjectVersion per file, as Azure's provider reports them.
+	if len(resp.GetObjectVersion()) != len(resp.GetFiles()) {
+		t.Errorf("%d object versions for %d files, want one per file", len(resp.GetObjectVersion()), len(resp.GetFiles()))
+	}
+	perID := map[string]int{}
+	for _, v := range resp.GetObjectVersion() {
+		perID[v.GetId()]++
+	}
+	// web-pfx as a secret: web.pem with web.pem.crt and web.pem.key (3), web.pfx, web.pfx.b64, web-partial is another name.
+	if perID["secret/web-pfx"] != 5 || perID["cert/web-pfx"] != 1 || perID["secret/db-pass"] != 2 {
+		t.Errorf("object versions per id: %v; want secret/web-pfx 5 (web.pem, .crt, .key, web.pfx, web.pfx.b64), cert/web-pfx 1, secret/db-pass 2", perID)
+	}
 }
 
 func splitPEM(t *testing.T, s string) (keys, certs []byte) {
@@ -311,7 +323,8 @@ func TestMountErrors(t *testing.T) {
 			return mountRequest{params: base(nil, plain), secrets: sp("5b0a0000-0000-4000-8000-00000000dead", spSecret)}
 		}, codes.Unauthenticated, []string{"AADSTS700016", "was not found in tenant " + tenant}},
 		{"no federated credential for the service account", func(t *testing.T) mountRequest {
-			return mountRequest{token: wiToken(t, "other-ns", "intruder"), params: base(map[string]string{config.ClientID: wiApp}, plain)}
+			return mountRequest{token: wiToken(t, "other-ns", "intruder"), params: base(map[string]string{
+				config.ClientID: wiApp, config.PodNamespace: "other-ns", config.ServiceAccountName: "intruder"}, plain)}
 		}, codes.Unauthenticated, []string{"AADSTS70021", `issuer "` + emulator.BuiltinIssuer + `"`, `subject "system:serviceaccount:other-ns:intruder"`}},
 		{"managed identity not on the node", func(*testing.T) mountRequest {
 			return mountRequest{params: base(map[string]string{config.UseVMManagedIdentity: "true", config.UserAssignedIdentityID: "5b0a0000-0000-4000-8000-0000000000ff"}, plain)}
@@ -377,12 +390,15 @@ func TestMountFaults(t *testing.T) {
 		t.Errorf("503s: %v", err)
 	}
 
-	em.SetFaults(emulator.Faults{KeyVaultLatency: 2 * time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// The provider answers before the driver's deadline with its own message: a status the
+	// client made up from its expired context ("context deadline exceeded") fails this.
+	em.SetFaults(emulator.Faults{KeyVaultLatency: 3 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = c.Mount(ctx, req.build(t))
-	if st := status.Convert(err); st.Code() != codes.DeadlineExceeded {
-		t.Errorf("slow vault: %v", err)
+	if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || ctx.Err() != nil ||
+		!strings.Contains(st.Message(), `secret "plain"`) || !strings.Contains(st.Message(), "did not answer in time") {
+		t.Errorf("slow vault: want the provider's DeadlineExceeded naming the object before the client's deadline; got %v (client context: %v)", err, ctx.Err())
 	}
 
 	em.SetFaults(emulator.Faults{Throttle: 1, ThrottleRetryAfter: "0"})
@@ -413,7 +429,7 @@ func TestWarmMountReusesIdentity(t *testing.T) {
 		t.Errorf("a cold mount of 4 secrets, 1 key and 1 certificate answered %d challenges, want 3", cold.Challenges)
 	}
 	em.ResetCounters()
-	req.token = wiToken(t, "default", "app-sa") // the driver sends a fresh token each time
+	// The kubelet sends a pod the same token until it is 80% through its lifetime.
 	if _, err := mount(t, c, req); err != nil {
 		t.Fatal(err)
 	}

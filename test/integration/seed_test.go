@@ -15,6 +15,10 @@ const (
 	spDenied = "5b0a0000-0000-4000-8000-0000000000a2" // service principal with no grant
 	spSecret = "sp-client-secret-Zq9"
 	wiApp    = "5b0a0000-0000-4000-8000-0000000000b1" // federated with default/app-sa
+	wiTeamB  = "5b0a0000-0000-4000-8000-0000000000b2" // federated with team-b/app-sa, no grant
+	tenant2  = "aaaaaaaa-2222-4000-8000-000000000002"
+	vault2   = "kv-int-t2"                            // in tenant2, same secret names
+	wiT2     = "5b0a0000-0000-4000-8000-0000000000b3" // tenant2 app federated with default/app-sa
 	miSystem = "5b0a0000-0000-4000-8000-0000000000c1" // the node's system-assigned identity
 	miUser   = "5b0a0000-0000-4000-8000-0000000000c2" // a user-assigned identity of the node
 )
@@ -26,13 +30,14 @@ func ptr[T any](v T) *T   { return &v }
 
 // Secret values that must never appear in a log or an error message.
 var (
-	dbPass     = []string{"db-pass-1-Wk3", "db-pass-2-Hq7", "db-pass-3-Jd2", "db-pass-4-Xm8"}
-	binary     = []byte{0x00, 0x01, 0xfe, 0xff, 'k', 'e', 'y'}
-	plainValue = "plain-value-Rt5"
+	dbPass       = []string{"db-pass-1-Wk3", "db-pass-2-Hq7", "db-pass-3-Jd2", "db-pass-4-Xm8"}
+	binary       = []byte{0x00, 0x01, 0xfe, 0xff, 'k', 'e', 'y'}
+	plainValue   = "plain-value-Rt5"
+	plainValueT2 = "plain-value-tenant2-Lp4"
 )
 
 func secretValues() []string {
-	return append(append([]string{plainValue}, dbPass...), base64.StdEncoding.EncodeToString(binary), hex.EncodeToString(binary))
+	return append(append([]string{plainValue, plainValueT2}, dbPass...), base64.StdEncoding.EncodeToString(binary), hex.EncodeToString(binary))
 }
 
 func seed() *emulator.Seed {
@@ -66,16 +71,22 @@ func seed() *emulator.Seed {
 				{Name: "web-pem", ContentType: "application/x-pem-file", KeyType: "EC", Subject: "pem.example.test"},
 				{Name: "web-partial", Subject: "partial.example.test", Chain: []string{"leaf", "root"}},
 			},
+		}, {
+			Name: vault2, TenantID: tenant2,
+			Secrets: []emulator.Secret{{Name: "plain", Versions: []emulator.SecretVersion{{Value: plainValueT2}}}},
 		}},
 		ServicePrincipals: []emulator.ServicePrincipal{
 			{ClientID: spOK, Secrets: []string{spSecret}},
 			{ClientID: spDenied, Secrets: []string{spSecret}},
 			{ClientID: wiApp, Federated: []emulator.FederatedCredential{{Issuer: emulator.BuiltinIssuer, Subject: "system:serviceaccount:default:app-sa"}}},
+			{ClientID: wiTeamB, Federated: []emulator.FederatedCredential{{Issuer: emulator.BuiltinIssuer, Subject: "system:serviceaccount:team-b:app-sa"}}},
+			{ClientID: wiT2, TenantID: tenant2, Federated: []emulator.FederatedCredential{{Issuer: emulator.BuiltinIssuer, Subject: "system:serviceaccount:default:app-sa"}}},
 		},
 		ManagedIdentities: []emulator.ManagedIdentity{{ClientID: miSystem, SystemAssigned: true}, {ClientID: miUser}},
 		Grants: []emulator.Grant{
 			{Identity: spOK, Vault: vault, Types: all},
 			{Identity: wiApp, Vault: vault, Types: all},
+			{Identity: wiT2, Vault: vault2, Types: all},
 			{Identity: miSystem, Vault: vault, Types: all},
 			{Identity: miUser, Vault: vault, Types: []string{"secret"}},
 		},

@@ -29,39 +29,54 @@ func spRequest(clientID string, objs ...string) mountRequest {
 
 var threeObjects = []string{"objectName: plain\nobjectType: secret", "objectName: rsa\nobjectType: key", "objectName: web-pfx\nobjectType: cert"}
 
-// TestSixteenPodsShareReads: 16 pods of one workload (same identity, same SecretProviderClass)
-// mounting at once make at most K Key Vault reads for K objects, and one token request.
+// TestSixteenPodsShareReads: 16 pods of one workload (same service account, same
+// SecretProviderClass, each with its own token as the kubelet gives them) mounting at once make at
+// most K Key Vault reads for K objects. Each pod's token is exchanged once at Entra ID before it
+// may share anything (that exchange is the proof that it is this identity's); when the pods
+// mount again with the same tokens, nothing is exchanged.
 func TestSixteenPodsShareReads(t *testing.T) {
 	c := startProvider(t, provider.Options{Sharing: provider.SharingOptions{ResultTTL: 10 * time.Second}})
-	em.ResetCounters()
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := mountRequest{token: wiToken(t, "default", "app-sa"), params: map[string]string{
-				config.KeyVaultName: vault, config.TenantID: tenant, config.ClientID: wiApp, config.Objects: objects(threeObjects...)}}
-			resp, err := mount(t, c, req)
-			if err == nil && len(resp.GetFiles()) != 3 {
-				err = status.Errorf(codes.Internal, "%d files", len(resp.GetFiles()))
-			}
-			errs <- err
-		}()
+	reqs := make([]mountRequest, 16)
+	for i := range reqs {
+		reqs[i] = mountRequest{token: wiToken(t, "default", "app-sa"), params: map[string]string{
+			config.KeyVaultName: vault, config.TenantID: tenant, config.ClientID: wiApp, config.Objects: objects(threeObjects...)}}
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	burst := func() {
+		var wg sync.WaitGroup
+		errs := make(chan error, len(reqs))
+		for _, req := range reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := mount(t, c, req)
+				if err == nil && len(resp.GetFiles()) != 3 {
+					err = status.Errorf(codes.Internal, "%d files", len(resp.GetFiles()))
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	em.ResetCounters()
+	burst()
 	got := em.Counters()
 	if total := got.KeyVaultGetsTotal(); total > 3 {
 		t.Errorf("16 concurrent mounts of 3 objects made %d Key Vault GETs, want at most 3 (%v)", total, got.KeyVaultGets)
 	}
-	if got.TokenRequests > 1 {
-		t.Errorf("16 concurrent mounts of one identity made %d token requests, want at most 1", got.TokenRequests)
+	if got.TokenRequests != 16 {
+		t.Errorf("16 pods with 16 tokens made %d token requests, want 16 (one exchange per new token)", got.TokenRequests)
+	}
+	time.Sleep(20 * time.Millisecond)
+	em.ResetCounters()
+	burst()
+	if got := em.Counters(); got.TokenRequests != 0 || got.KeyVaultGetsTotal() > 3 {
+		t.Errorf("the same 16 pods mounting again made %d token requests and %d GETs, want 0 and at most 3", got.TokenRequests, got.KeyVaultGetsTotal())
 	}
 }
 
@@ -125,12 +140,15 @@ func TestThrottling(t *testing.T) {
 
 // TestRateLimitHonoursDeadline: the per-vault rate limit never holds a read past the deadline.
 func TestRateLimitHonoursDeadline(t *testing.T) {
-	c := startProvider(t, provider.Options{Sharing: provider.SharingOptions{VaultRateLimit: 0.5, VaultBurst: 1}})
+	c := startProvider(t, provider.Options{Sharing: provider.SharingOptions{VaultRateLimit: 0.2, VaultBurst: 1}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, err := c.Mount(ctx, spRequest(spOK, threeObjects...).build(t))
 	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "rate limit for this vault") {
-		t.Errorf("3 reads at 0.5/s within 3s: %v", err)
+		t.Errorf("3 reads at 0.2/s within 3s: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Error("the provider waited for the deadline instead of failing at once")
 	}
 }
 

@@ -100,7 +100,7 @@ func StartProvider(dir, bin string, e Endpoints, args ...string) (*Provider, err
 		return nil, err
 	}
 	env := []string{"HTTPS_PROXY=" + e.ProxyURL, "HTTP_PROXY=" + e.ProxyURL, "NO_PROXY=", "SSL_CERT_FILE=" + filepath.Join(dir, "emulator", "ca.pem")}
-	args = append([]string{"--endpoint", "unix://" + socket, "--healthz-port", "0", "--metrics-addr", ""}, args...)
+	args = append([]string{"--endpoint", "unix://" + socket, "--healthz-port", "0", "--prometheus-port", "0"}, args...)
 	p, err := Start(filepath.Join(dir, "provider.log"), filepath.Join(bin, "provider"), env, args...)
 	if err != nil {
 		return nil, err

@@ -82,7 +82,7 @@ func StartProvider(t testing.TB, in ProviderInput) *Provider {
 	p.args = append([]string{
 		"--endpoint=unix://" + p.Socket,
 		"--healthz-port=" + strconv.Itoa(healthPort),
-		"--metrics-addr=127.0.0.1:" + strconv.Itoa(metricsPort),
+		"--prometheus-port=" + strconv.Itoa(metricsPort),
 	}, in.ExtraArgs...)
 	p.env = []string{
 		"HTTPS_PROXY=" + in.ProxyURL, "HTTP_PROXY=" + in.ProxyURL, "NO_PROXY=127.0.0.1,localhost",

@@ -17,8 +17,13 @@
 {{- end -}}
 {{- end -}}
 
+{{/* Whether the chart creates the ServiceAccount: serviceAccount.create, and Azure's rbac.install. */}}
+{{- define "akv-provider.createServiceAccount" -}}
+{{- if and .Values.serviceAccount.create .Values.rbac.install -}}true{{- end -}}
+{{- end -}}
+
 {{- define "akv-provider.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
+{{- if include "akv-provider.createServiceAccount" . -}}
 {{- default (include "akv-provider.fullname" .) .Values.serviceAccount.name -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
@@ -28,6 +33,42 @@
 {{- define "akv-provider.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "akv-provider.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Azure's chart labels its pods app: <chart name>, which nameOverride replaces; monitoring
+and kubectl selectors written for it keep working. Not part of the selector (immutable). */}}
+{{- define "akv-provider.upstreamLabel" -}}
+app: {{ default "csi-secrets-store-provider-azure" .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/* A boolean value as "true"/"false": Azure's booleans may arrive as "" from `--set key=`. */}}
+{{- define "akv-provider.bool" -}}
+{{- if . -}}true{{- else -}}false{{- end -}}
+{{- end -}}
+
+{{/* The Prometheus port of one OS: metricsAddr (Azure's value: "8898", ":8898" or 8898)
+when set, else the OS block's metricsPort. */}}
+{{- define "akv-provider.metricsPort" -}}
+{{- $addr := toString (.root.Values.metricsAddr | default "") -}}
+{{- if $addr -}}
+{{- $port := atoi (trimPrefix ":" $addr) -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail (printf "metricsAddr %q: want a port number from 1 to 65535" $addr) -}}
+{{- end -}}
+{{- $port -}}
+{{- else -}}
+{{- .os.metricsPort -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Linux pod DNS policy: linux.dnsPolicy, else ClusterFirstWithHostNet with host networking
+(so cluster names still resolve), else none (the cluster default, ClusterFirst). */}}
+{{- define "akv-provider.dnsPolicy" -}}
+{{- if .Values.linux.dnsPolicy -}}
+{{- .Values.linux.dnsPolicy -}}
+{{- else if .Values.linux.hostNetwork -}}
+ClusterFirstWithHostNet
+{{- end -}}
 {{- end -}}
 
 {{- define "akv-provider.labels" -}}
@@ -53,6 +94,12 @@ app.kubernetes.io/part-of: secrets-store-csi-driver
 {{- if and .Values.caBundle.configMapName .Values.caBundle.secretName -}}
 {{- fail "caBundle: set configMapName or secretName, not both" -}}
 {{- end -}}
+{{- range $osName := list "linux" "windows" -}}
+{{- $os := index $.Values $osName -}}
+{{- if and $os.enabled (eq (toString (include "akv-provider.metricsPort" (dict "os" $os "root" $))) (toString $os.healthzPort)) -}}
+{{- fail (printf "%s: the metrics port (metricsAddr or %s.metricsPort) and %s.healthzPort are both %v; they must differ" $osName $osName $osName $os.healthzPort) -}}
+{{- end -}}
+{{- end -}}
 {{- $driver := index .Values "secrets-store-csi-driver" -}}
 {{- if $driver.install -}}
 {{- if and .Values.linux.enabled (ne (toString ((($driver.linux) | default dict).providersDir)) .Values.linux.providersDir) -}}
@@ -69,29 +116,32 @@ app.kubernetes.io/part-of: secrets-store-csi-driver
 {{/* Provider arguments shared by both OSes; .os is the OS block, .endpoint the socket URL. */}}
 {{- define "akv-provider.args" -}}
 - --endpoint={{ .endpoint }}
-- --log-format-json={{ .root.Values.logFormatJSON }}
+- --log-format-json={{ include "akv-provider.bool" .root.Values.logFormatJSON }}
 - -v={{ .root.Values.logVerbosity }}
 - --healthz-port={{ .os.healthzPort }}
 - --healthz-path={{ .os.healthzPath }}
 - --healthz-timeout={{ .os.healthzTimeout }}
-- --metrics-addr=:{{ .os.metricsPort }}
-- --construct-pem-chain={{ .root.Values.constructPEMChain }}
-- --write-cert-and-key-in-separate-files={{ .root.Values.writeCertAndKeyInSeparateFiles }}
+- --prometheus-port={{ include "akv-provider.metricsPort" . }}
+- --construct-pem-chain={{ include "akv-provider.bool" .root.Values.constructPEMChain }}
+- --write-cert-and-key-in-separate-files={{ include "akv-provider.bool" .root.Values.writeCertAndKeyInSeparateFiles }}
 - --cloud-name={{ .root.Values.cloudName }}
 - --parallel-fetches={{ .root.Values.parallelFetches }}
 - --result-cache-ttl={{ .root.Values.resultCacheTTL }}
 - --vault-rate-limit={{ .root.Values.vaultRateLimit }}
 - --vault-burst={{ .root.Values.vaultBurst }}
+{{- with .os.customUserAgent }}
+- {{ printf "--custom-user-agent=%s" . | quote }}
+{{- end }}
 {{- end -}}
 
-{{/* Ports and liveness probe shared by both OSes. */}}
+{{/* Ports and liveness probe shared by both OSes; .os is the OS block. */}}
 {{- define "akv-provider.portsAndProbe" -}}
 ports:
   - name: healthz
     containerPort: {{ .os.healthzPort }}
     protocol: TCP
   - name: metrics
-    containerPort: {{ .os.metricsPort }}
+    containerPort: {{ include "akv-provider.metricsPort" . }}
     protocol: TCP
 livenessProbe:
   httpGet:
