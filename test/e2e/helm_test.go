@@ -75,8 +75,9 @@ func TestHelmInstall(t *testing.T) {
 	if err := cp.Kube.Get(ctx, "/apis/storage.k8s.io/v1/csidrivers/"+framework.DriverName, &drv); err != nil {
 		t.Fatal(err)
 	}
-	if len(drv.Spec.TokenRequests) != 1 || drv.Spec.TokenRequests[0].Audience != framework.Audience || !drv.Spec.PodInfoOnMount {
-		t.Errorf("CSIDriver spec %+v: want podInfoOnMount and one token request for %s", drv.Spec, framework.Audience)
+	if len(drv.Spec.TokenRequests) != 2 || drv.Spec.TokenRequests[0].Audience != framework.Audience ||
+		drv.Spec.TokenRequests[1].Audience != "api://AKSIdentityBinding" || !drv.Spec.PodInfoOnMount {
+		t.Errorf("CSIDriver spec %+v: want podInfoOnMount and token requests for %s and api://AKSIdentityBinding", drv.Spec, framework.Audience)
 	}
 	for _, crd := range []string{"secretproviderclasses", "secretproviderclasspodstatuses"} {
 		if err := cp.Kube.Get(ctx, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"+crd+".secrets-store.csi.x-k8s.io", nil); err != nil {
