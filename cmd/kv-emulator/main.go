@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -131,11 +130,7 @@ func run(ctx context.Context, o options, logger *log.Logger) error {
 			return err
 		}
 		if tp != nil {
-			b, err := json.MarshalIndent(map[string]string{"url": tp.URL(), "serverName": tp.ServerName(), "clusterID": tp.ClusterID()}, "", "  ")
-			if err != nil {
-				return err
-			}
-			if err := writeFileAtomic(filepath.Join(o.stateDir, "tokenproxy.json"), append(b, '\n')); err != nil {
+			if err := tp.WriteState(filepath.Join(o.stateDir, "tokenproxy.json")); err != nil {
 				return err
 			}
 		}
@@ -150,23 +145,4 @@ func run(ctx context.Context, o options, logger *log.Logger) error {
 	<-ctx.Done()
 	logger.Printf("kv-emulator: shutting down")
 	return e.Close()
-}
-
-// writeFileAtomic writes data to path (mode 0644) through a temporary file and a rename.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if err := errors.Join(werr, f.Close(), os.Chmod(tmp, 0o644)); err != nil { //nolint:gosec // like ca.pem: read by the scripts that start the provider
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return nil
 }

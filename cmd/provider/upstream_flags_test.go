@@ -39,7 +39,7 @@ const (
 // ID requests the emulator received, and -v=2 lines in JSON.
 func TestUpstreamFlagSet(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the provider binary")
+		t.Skip("skipped with -short: it builds the provider binary (about 10 s); make test runs it")
 	}
 	dir := t.TempDir()
 	bin := buildProvider(t, dir)

@@ -96,17 +96,20 @@ func aadError(w http.ResponseWriter, status int, code string, aadsts int, desc s
 
 const jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" //nolint:gosec // an OAuth type name, not a credential
 
-func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request, tenant string) {
+// acceptTokenRequest is the start of every token endpoint: a POSTed form, counted, with the
+// injected token faults applied and the client credentials grant required. It answers the
+// request itself and returns ok=false when the request goes no further.
+func (e *Emulator) acceptTokenRequest(w http.ResponseWriter, r *http.Request) (f url.Values, ok bool) {
 	if r.Method != http.MethodPost {
 		aadError(w, http.StatusBadRequest, "invalid_request", 900561, "The endpoint only accepts POST requests.")
-		return
+		return nil, false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	if err := r.ParseForm(); err != nil {
 		aadError(w, http.StatusBadRequest, "invalid_request", 900144, "The request body must be a form.")
-		return
+		return nil, false
 	}
-	f := r.PostForm
+	f = r.PostForm
 	clientID := f.Get("client_id")
 	e.stats.update(func(c *Counters) {
 		c.TokenRequests++
@@ -118,12 +121,21 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request, tenant str
 	sleepCtx(r, latency)
 	if fail {
 		aadError(w, http.StatusInternalServerError, "server_error", 50000, "There was an error issuing a token or an issue with our sign-in service.")
-		return
+		return f, false
 	}
 	if gt := f.Get("grant_type"); gt != "client_credentials" {
 		aadError(w, http.StatusBadRequest, "unsupported_grant_type", 70003, fmt.Sprintf("The app requested an unsupported grant type '%s'.", gt))
+		return f, false
+	}
+	return f, true
+}
+
+func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request, tenant string) {
+	f, ok := e.acceptTokenRequest(w, r)
+	if !ok {
 		return
 	}
+	clientID := f.Get("client_id")
 	sp := e.sps[strings.ToLower(clientID)]
 	if sp == nil || !strings.EqualFold(sp.TenantID, tenant) {
 		aadError(w, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf(
@@ -157,7 +169,12 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request, tenant str
 		aadError(w, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 		return
 	}
-	tok, _, err := e.issueAccessToken(sp.TenantID, sp.ClientID, aud, time.Now())
+	e.writeAccessToken(w, sp.TenantID, sp.ClientID, aud)
+}
+
+// writeAccessToken answers a token request with an access token of the identity for aud.
+func (e *Emulator) writeAccessToken(w http.ResponseWriter, tenant, clientID, aud string) {
+	tok, _, err := e.issueAccessToken(tenant, clientID, aud, time.Now())
 	if err != nil {
 		aadError(w, http.StatusInternalServerError, "server_error", 50000, "kv-emulator could not sign the token.")
 		return

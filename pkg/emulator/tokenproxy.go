@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base32"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // IdentityBindingAudience is the audience of the service account tokens the AKS token proxy
@@ -214,33 +213,13 @@ func (p *TokenProxy) serve(w http.ResponseWriter, r *http.Request) {
 // serveToken checks a token request as AKS's proxy does, then issues the identity's token.
 func (p *TokenProxy) serveToken(w http.ResponseWriter, r *http.Request, tenant string, pr *ProxiedRequest) {
 	e := p.e
-	if r.Method != http.MethodPost {
-		aadError(w, http.StatusBadRequest, "invalid_request", 900561, "The endpoint only accepts POST requests.")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		aadError(w, http.StatusBadRequest, "invalid_request", 900144, "The request body must be a form.")
-		return
-	}
-	f := r.PostForm
+	f, ok := e.acceptTokenRequest(w, r)
 	pr.Form = f
+	if !ok {
+		return
+	}
 	clientID := f.Get("client_id")
-	e.stats.update(func(c *Counters) {
-		c.TokenRequests++
-		if clientID != "" {
-			c.TokenRequestsByClient[clientID]++
-		}
-	})
-	fail, latency := e.takeTokenFault()
-	sleepCtx(r, latency)
 	switch {
-	case fail:
-		aadError(w, http.StatusInternalServerError, "server_error", 50000, "There was an error issuing a token or an issue with our sign-in service.")
-		return
-	case f.Get("grant_type") != "client_credentials":
-		aadError(w, http.StatusBadRequest, "unsupported_grant_type", 70003, fmt.Sprintf("The app requested an unsupported grant type '%s'.", f.Get("grant_type")))
-		return
 	case f.Get("client_assertion") == "":
 		aadError(w, http.StatusUnauthorized, "invalid_client", 7000218,
 			"The request body must contain the following parameter: 'client_assertion'. The AKS token proxy exchanges service account tokens only.")
@@ -285,13 +264,7 @@ func (p *TokenProxy) serveToken(w http.ResponseWriter, r *http.Request, tenant s
 				"and bind a ClusterRole with verb use-managed-identity on cid.wi.aks.azure.com/%s to the service account", sub, clientID, clientID))
 		return
 	}
-	tok, _, err := e.issueAccessToken(mi.TenantID, mi.ClientID, aud, time.Now())
-	if err != nil {
-		aadError(w, http.StatusInternalServerError, "server_error", 50000, "kv-emulator could not sign the token.")
-		return
-	}
-	secs := int(tokenLifetime / time.Second)
-	writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": tok})
+	e.writeAccessToken(w, mi.TenantID, mi.ClientID, aud)
 }
 
 // proxyDenied is a refusal of the token proxy itself, in Entra ID's error shape without an
@@ -303,31 +276,14 @@ func proxyDenied(w http.ResponseWriter, status int, code, desc string) {
 // verifyServiceAccountToken checks a pod's token as the token proxy does: signed by a trusted
 // issuer, within its lifetime, for IdentityBindingAudience. It returns the token's subject.
 func (e *Emulator) verifyServiceAccountToken(raw string) (string, *assertionError) {
-	unverified := jwt.MapClaims{}
-	if _, _, err := jwt.NewParser().ParseUnverified(raw, unverified); err != nil {
-		return "", &assertionError{400, "invalid_request", 50027, "JWT token is invalid or malformed."}
+	iss, sub, aud, aerr := unverifiedClaims(raw)
+	if aerr != nil {
+		return "", aerr
 	}
-	iss, _ := unverified.GetIssuer()
-	sub, _ := unverified.GetSubject()
-	aud, _ := unverified.GetAudience()
-	keys := e.issuers[iss]
-	_, err := jwt.Parse(raw, func(*jwt.Token) (any, error) {
-		if len(keys) == 0 {
-			return nil, errors.New("no keys for issuer")
-		}
-		set := jwt.VerificationKeySet{}
-		for _, k := range keys {
-			set.Keys = append(set.Keys, k)
-		}
-		return set, nil
-	}, jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}),
-		jwt.WithExpirationRequired(), jwt.WithLeeway(30*time.Second))
+	if aerr := e.checkIssuerSignature(raw, iss); aerr != nil {
+		return "", aerr
+	}
 	switch {
-	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet):
-		return "", &assertionError{400, "invalid_client", 700024, "Client assertion is not within its valid time range."}
-	case err != nil:
-		return "", &assertionError{401, "invalid_client", 700027, fmt.Sprintf(
-			"Client assertion failed signature validation. Assertion Issuer: '%s'.", iss)}
 	case !containsExact(aud, IdentityBindingAudience):
 		return "", &assertionError{400, "invalid_request", 700212, fmt.Sprintf(
 			"No matching federated identity record found for presented assertion audience '%s'. The AKS token proxy accepts only tokens for %s.",
@@ -336,4 +292,14 @@ func (e *Emulator) verifyServiceAccountToken(raw string) (string, *assertionErro
 		return "", &assertionError{400, "invalid_request", 50027, "JWT token has no subject."}
 	}
 	return sub, nil
+}
+
+// WriteState writes {"url","serverName","clusterID"} of the proxy to path (mode 0644), for the
+// scripts that start the provider with --token-proxy-url and --sni-name.
+func (p *TokenProxy) WriteState(path string) error {
+	b, err := json.MarshalIndent(map[string]string{"url": p.URL(), "serverName": p.ServerName(), "clusterID": p.ClusterID()}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(b, '\n'), 0o644)
 }

@@ -140,13 +140,10 @@ type assertionError struct {
 // credential must match issuer, subject and audience, and the issuer's key
 // must verify the signature.
 func (e *Emulator) checkAssertion(sp *ServicePrincipal, raw string) *assertionError {
-	unverified := jwt.MapClaims{}
-	if _, _, err := jwt.NewParser().ParseUnverified(raw, unverified); err != nil {
-		return &assertionError{400, "invalid_request", 50027, "JWT token is invalid or malformed."}
+	iss, sub, aud, aerr := unverifiedClaims(raw)
+	if aerr != nil {
+		return aerr
 	}
-	iss, _ := unverified.GetIssuer()
-	sub, _ := unverified.GetSubject()
-	aud, _ := unverified.GetAudience()
 	var match bool
 	for _, f := range sp.Federated {
 		want := f.Audience
@@ -163,6 +160,24 @@ func (e *Emulator) checkAssertion(sp *ServicePrincipal, raw string) *assertionEr
 			"No matching federated identity record found for presented assertion. Assertion Issuer: '%s'. Assertion Subject: '%s'. Assertion Audience: '%s'.",
 			iss, sub, strings.Join(aud, ","))}
 	}
+	return e.checkIssuerSignature(raw, iss)
+}
+
+// unverifiedClaims reads a client assertion's issuer, subject and audience before it is verified.
+func unverifiedClaims(raw string) (iss, sub string, aud []string, _ *assertionError) {
+	unverified := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, unverified); err != nil {
+		return "", "", nil, &assertionError{400, "invalid_request", 50027, "JWT token is invalid or malformed."}
+	}
+	iss, _ = unverified.GetIssuer()
+	sub, _ = unverified.GetSubject()
+	aud, _ = unverified.GetAudience()
+	return iss, sub, aud, nil
+}
+
+// checkIssuerSignature verifies a token with the keys of its issuer, within its lifetime, as
+// Entra ID verifies a client assertion.
+func (e *Emulator) checkIssuerSignature(raw, iss string) *assertionError {
 	keys := e.issuers[iss]
 	_, err := jwt.Parse(raw, func(*jwt.Token) (any, error) {
 		if len(keys) == 0 {

@@ -163,21 +163,28 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 // resolveCloud resolves the mount's cloud within its deadline (an Azure Stack file is read from
 // the node's disk).
 func resolveCloud(ctx context.Context, cfg config.MountConfig) (cloud.Environment, error) {
+	resolve := func() (cloud.Environment, error) {
+		env, err := cloud.Resolve(cfg.CloudName, cfg.CloudEnvFile)
+		if err != nil {
+			return env, &keyvault.Error{Kind: keyvault.KindInvalidArgument, Detail: err.Error(), Err: err}
+		}
+		return env, nil
+	}
+	if cfg.CloudName != config.AzureStackCloud { // a built-in cloud: no file to read
+		return resolve()
+	}
 	type result struct {
 		env cloud.Environment
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		env, err := cloud.Resolve(cfg.CloudName, cfg.CloudEnvFile)
+		env, err := resolve()
 		done <- result{env, err}
 	}()
 	select {
 	case r := <-done:
-		if r.err != nil {
-			return cloud.Environment{}, &keyvault.Error{Kind: keyvault.KindInvalidArgument, Detail: r.err.Error(), Err: r.err}
-		}
-		return r.env, nil
+		return r.env, r.err
 	case <-ctx.Done():
 		return cloud.Environment{}, &keyvault.Error{Kind: keyvault.KindDeadlineExceeded, Err: ctx.Err(),
 			Detail: fmt.Sprintf("reading %s %q did not finish before the driver's deadline", config.CloudEnvFileName, cfg.CloudEnvFile)}
