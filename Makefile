@@ -24,9 +24,10 @@ help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## Build the provider and the emulator into _output/bin
+build: ## Build the provider, the emulator and akv-check into _output/bin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/provider ./cmd/provider
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/kv-emulator ./cmd/kv-emulator
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/akv-check ./cmd/akv-check
 
 .PHONY: fmt
 fmt: ## Format the Go code
@@ -37,8 +38,12 @@ vet: ## go vet and a gofmt check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet -tags e2e,chart ./...
 
+.PHONY: test-deps
+test-deps: ## Install what the tests run besides Go (openssl, to open PKCS#12 files as a reader would)
+	@command -v openssl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null; }
+
 .PHONY: test
-test: vet ## Unit, integration and conformance tests with -race, then the fuzz tests
+test: vet test-deps ## Unit, integration and conformance tests with -race, then the fuzz tests
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
 
@@ -63,6 +68,10 @@ clean: ## Remove build output (_output only)
 .PHONY: e2e
 e2e: build ## End-to-end: etcd, kube-apiserver, the real CSI driver, our provider and the emulator, on loopback
 	hack/e2e/run.sh
+
+.PHONY: e2e-node
+e2e-node: tools ## End-to-end on a real node: kubelet, containerd, runc; helm install of the chart; real pods
+	hack/e2e/node.sh
 
 # ---------------------------------------------------------------------------
 # Ship it: tools, lint, chart, manifests, image.
@@ -118,3 +127,7 @@ manifests-check: chart-deps ## Fail if deploy/manifests differs from what the ch
 .PHONY: bench
 bench: build ## Mount latency and request counts against the emulator with added latency; writes _output/bench.md
 	$(GO) run ./hack/bench --bin $(BIN) --out $(OUT)/bench.md
+
+.PHONY: sim
+sim: build ## Cluster model (hack/sim): checks it against the binary on one node, prints the sizing tables, draws docs/sim/*.png
+	$(GO) run ./hack/sim --out docs/sim --validate $(BIN)

@@ -65,6 +65,8 @@ type Options struct {
 	VaultBurst     int
 	// MaxResponseBytes bounds a MountResponse (--max-response-bytes).
 	MaxResponseBytes int
+	// MaxSelectedObjects bounds the matches of one selection (--max-selected-objects).
+	MaxSelectedObjects int
 }
 
 func main() {
@@ -100,11 +102,14 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 		"identity binding (useAzureTokenProxy): https URL of the token proxy (default: the in-cluster API server)")
 	fs.StringVar(&o.SNIName, "sni-name", "",
 		"identity binding (useAzureTokenProxy): TLS server name for the token proxy (default: computed from the API server's certificate)")
-	fs.IntVar(&o.Parallelism, "parallel-fetches", 8, "Key Vault reads run at once within one mount")
+	fs.IntVar(&o.Parallelism, "parallel-fetches", provider.DefaultParallelism,
+		"Key Vault reads run at once within one mount (a mount of up to this many objects takes one round trip)")
 	fs.DurationVar(&o.ResultCacheTTL, "result-cache-ttl", 10*time.Second,
 		"keep each identity's successful reads this long so replicas mounting together share one read (0 disables; at most 30s)")
 	fs.Float64Var(&o.VaultRateLimit, "vault-rate-limit", 200, "most Key Vault reads per second to one vault, across all mounts")
 	fs.IntVar(&o.VaultBurst, "vault-burst", 400, "reads to one vault allowed at once above the rate limit")
+	fs.IntVar(&o.MaxSelectedObjects, "max-selected-objects", provider.DefaultMaxSelectedObjects,
+		"most objects one objectNamePrefix/objectTags selection may match (past it the mount fails)")
 	fs.IntVar(&o.MaxResponseBytes, "max-response-bytes", server.DefaultMaxResponseBytes,
 		"largest MountResponse sent to the driver (keep it at most the driver's --max-call-recv-msg-size)")
 	if err := fs.Parse(args); err != nil {
@@ -163,6 +168,9 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	if o.Parallelism < 1 {
 		errs = append(errs, fmt.Errorf("--parallel-fetches must be at least 1"))
 	}
+	if o.MaxSelectedObjects < 1 || o.MaxSelectedObjects > config.MaxFiles {
+		errs = append(errs, fmt.Errorf("--max-selected-objects must be between 1 and %d (the most files of one mount)", config.MaxFiles))
+	}
 	if o.ResultCacheTTL < 0 || o.ResultCacheTTL > 30*time.Second {
 		errs = append(errs, fmt.Errorf("--result-cache-ttl must be between 0 and 30s (a quarter of the driver's default 2m rotation poll)"))
 	}
@@ -205,6 +213,7 @@ func run(args []string, stdout io.Writer) error {
 		ConstructPEMChain:              o.ConstructPEMChain,
 		WriteCertAndKeyInSeparateFiles: o.WriteCertAndKeyInSeparateFiles,
 		Parallelism:                    o.Parallelism,
+		MaxSelectedObjects:             o.MaxSelectedObjects,
 		Auth: auth.Options{ApplicationID: "akv-csi-provider", PerCallPolicies: perCall,
 			TokenProxyURL: o.TokenProxyURL, TokenProxySNI: o.SNIName},
 		KeyVault: keyvault.Options{ApplicationID: "akv-csi-provider", PerCallPolicies: perCall},

@@ -35,6 +35,8 @@ func TestInvalidFlagsAreErrors(t *testing.T) {
 		{"--cloud-name", "Mars"},
 		{"--healthz-port", "70000"},
 		{"--parallel-fetches", "0"},
+		{"--max-selected-objects", "0"},
+		{"--max-selected-objects", "1001"},
 		{"--result-cache-ttl", "1m"},
 		{"--vault-rate-limit", "0"},
 		{"--no-such-flag"},
@@ -97,7 +99,8 @@ func TestUpstreamFlags(t *testing.T) {
 		HealthzTimeout: 3 * time.Second, MetricsBackend: "prometheus", PrometheusPort: 8899, MetricsAddr: ":8899", EnablePprof: true,
 		PprofPort: 6061, WriteCertAndKeyInSeparateFiles: true, CloudName: "AzureUSGovernmentCloud", CustomUserAgent: "team-a/1.0 (aks)",
 		TokenProxyURL: "https://kubernetes.default.svc.cluster.local", SNIName: "a0b1c2.ests.aks",
-		Parallelism: 8, ResultCacheTTL: 10 * time.Second, VaultRateLimit: 200, VaultBurst: 400, MaxResponseBytes: 4 << 20,
+		Parallelism: 16, ResultCacheTTL: 10 * time.Second, VaultRateLimit: 200, VaultBurst: 400, MaxResponseBytes: 4 << 20,
+		MaxSelectedObjects: 100,
 	}
 	if diff := cmp.Diff(want, o); diff != "" {
 		t.Errorf("options (-want +got):\n%s", diff)

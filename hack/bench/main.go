@@ -1,10 +1,13 @@
 // Command bench measures mounts against the emulator with added latency (default 20 ms per Key
 // Vault request, 50 ms per token request): for K objects and C concurrent mounts it reports cold
 // (first mount of an identity) and warm (the same identity again) p50/p95 latency, warm mounts per
-// second, the requests each mount made to Entra ID and Key Vault, and the provider's peak RSS.
+// second, the requests each mount made to Entra ID and Key Vault, the provider's own CPU time per
+// warm mount (user+system from /proc/<pid>/stat) and its peak RSS.
 // The provider runs as its own process with its production defaults, except the result cache,
 // which is off so that every warm mount reads Key Vault, and the per-vault rate limit, which is
-// raised so that it does not cap the larger cells.
+// raised so that it does not cap the larger cells. Extra rows: K=10 C=1 with every default (the
+// result cache on) and with the previous default --parallel-fetches=8; with --baseline, K=10 at
+// C=1 and C=64 of this build and of another provider binary, in alternating fresh processes.
 package main
 
 import (
@@ -12,9 +15,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,9 +44,32 @@ func main() {
 	out := flag.String("out", "_output/bench.md", "file the table is written to")
 	kvLatency := flag.Duration("kv-latency", 20*time.Millisecond, "latency added to each Key Vault request")
 	tokenLatency := flag.Duration("token-latency", 50*time.Millisecond, "latency added to each token request")
-	rounds := flag.Int("warm-rounds", 5, "warm rounds of C concurrent mounts per cell")
+	rounds := flag.Int("warm-rounds", 5, "warm rounds of C concurrent mounts per cell (at least)")
+	minWarm := flag.Int("min-warm-mounts", 100, "more warm rounds until a cell has made this many warm mounts (CPU time is counted in 10 ms ticks)")
+	only := flag.String("cells", "", "measure only these cells of the grid and the extra rows, as K:C,K:C (default: all)")
+	baseline := flag.String("baseline", "", "folder with another provider binary (e.g. an earlier build) to measure in the same run: K=10 at C=1 and C=64, same settings")
+	pairs := flag.Int("pairs", 3, "with --baseline: how many times this build and the baseline are measured, one after the other")
+	profileDir := flag.String("profile", "", "instead of the table: profile warm mounts (--profile-k objects, --profile-c at once) for --profile-for, writing cpu.pprof and allocs.pprof here")
+	profileK := flag.Int("profile-k", 10, "objects per mount with --profile")
+	profileC := flag.Int("profile-c", 64, "concurrent mounts with --profile")
+	profileFor := flag.Duration("profile-for", 15*time.Second, "length of the CPU profile with --profile")
 	flag.Parse()
-	if err := run(*bin, *out, *kvLatency, *tokenLatency, *rounds); err != nil {
+	if *profileDir != "" {
+		if err := profile(*bin, *profileDir, *kvLatency, *tokenLatency, *profileK, *profileC, *profileFor, flag.Args()); err != nil {
+			fmt.Fprintln(os.Stderr, "bench failed:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *only != "" {
+		cells, err := parseCells(*only)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench failed: --cells:", err)
+			os.Exit(2)
+		}
+		keep = func(k, c int) bool { return cells[[2]int{k, c}] }
+	}
+	if err := run(*bin, *baseline, *pairs, *out, *kvLatency, *tokenLatency, *rounds, *minWarm); err != nil {
 		fmt.Fprintln(os.Stderr, "bench failed:", err)
 		os.Exit(1)
 	}
@@ -50,7 +78,21 @@ func main() {
 var (
 	objectCounts = []int{1, 10, 50}
 	concurrency  = []int{1, 16, 64}
+	// keep selects the cells measured (--cells).
+	keep = func(_, _ int) bool { return true }
 )
+
+func parseCells(s string) (map[[2]int]bool, error) {
+	cells := map[[2]int]bool{}
+	for _, kc := range strings.Split(s, ",") {
+		var k, c int
+		if _, err := fmt.Sscanf(kc, "%d:%d", &k, &c); err != nil || k < 1 || c < 1 {
+			return nil, fmt.Errorf("%q is not K:C", kc)
+		}
+		cells[[2]int{k, c}] = true
+	}
+	return cells, nil
+}
 
 type cell struct {
 	k, c               int
@@ -58,6 +100,7 @@ type cell struct {
 	warmWall           time.Duration
 	coldReqs, warmReqs requests
 	rssKB              int
+	cpuPerMount        time.Duration // provider user+system CPU per warm mount
 	note               string
 }
 
@@ -78,16 +121,56 @@ func perMount(before, after emulator.Counters, mounts int) requests {
 	}
 }
 
-func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int) error {
+// variant is a provider process and the cells measured on it: its binary folder, the flags it
+// gets beyond the bench's own (--result-cache-ttl=0 and no vault rate limit, unless it says
+// otherwise), and the note on its rows.
+type variant struct {
+	bin   string
+	args  []string
+	note  string
+	cells [][2]int // K, C
+}
+
+func run(bin, baseline string, pairs int, outFile string, kvLatency, tokenLatency time.Duration, minRounds, minWarm int) error {
 	dir, err := os.MkdirTemp("", "akv-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 
-	identities := 1 // the extra --parallel-fetches=16 cell
-	for _, c := range concurrency {
-		identities += c * len(objectCounts)
+	noLimit := []string{"--vault-rate-limit=1000000", "--vault-burst=1000000"}
+	grid := variant{bin: bin, args: append([]string{"--result-cache-ttl=0"}, noLimit...)}
+	for _, k := range objectCounts {
+		for _, c := range concurrency {
+			grid.cells = append(grid.cells, [2]int{k, c})
+		}
+	}
+	variants := []variant{grid,
+		// Every default, the result cache included: warm mounts within its TTL read nothing.
+		{bin: bin, args: noLimit, note: "all defaults: --result-cache-ttl=10s", cells: [][2]int{{10, 1}}},
+		// The default before issue 13: ten objects take two waves of reads.
+		{bin: bin, args: append([]string{"--result-cache-ttl=0", "--parallel-fetches=8"}, noLimit...), note: "--parallel-fetches=8", cells: [][2]int{{10, 1}}},
+	}
+	// This build against the baseline, in pairs of fresh processes one after the other, so that
+	// what else the machine is doing weighs on both alike.
+	for i := range pairs {
+		if baseline == "" {
+			break
+		}
+		for _, v := range []struct{ bin, note string }{{bin, "this build"}, {baseline, "baseline " + baseline}} {
+			variants = append(variants, variant{bin: v.bin, args: append([]string{"--result-cache-ttl=0"}, noLimit...),
+				note: fmt.Sprintf("pair %d: %s", i+1, v.note), cells: [][2]int{{10, 1}, {10, 64}}})
+		}
+	}
+	for i := range variants {
+		v := &variants[i]
+		v.cells = slices.DeleteFunc(v.cells, func(kc [2]int) bool { return !keep(kc[0], kc[1]) })
+	}
+	identities := 0
+	for _, v := range variants {
+		for _, kc := range v.cells {
+			identities += kc[1]
+		}
 	}
 	seedFile, err := writeSeed(dir, identities, objectCounts[len(objectCounts)-1])
 	if err != nil {
@@ -98,18 +181,10 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 		return err
 	}
 	defer emu.Stop()
-	prov, err := harness.StartProvider(dir, bin, endpoints,
-		"--result-cache-ttl=0", "--vault-rate-limit=1000000", "--vault-burst=1000000", "--parallel-fetches=8")
-	if err != nil {
-		return err
-	}
-	defer prov.Stop() // stopping twice is harmless
 	if err := harness.Admin(endpoints, http.MethodPut, "/admin/faults",
 		map[string]string{"keyVaultLatency": kvLatency.String(), "tokenLatency": tokenLatency.String()}, nil); err != nil {
 		return err
 	}
-
-	client := prov.Client
 	counters := func() (c emulator.Counters) {
 		_ = harness.Admin(endpoints, http.MethodGet, "/admin/counters", nil, &c)
 		return c
@@ -124,6 +199,11 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 		}
 		mid := counters()
 		res.coldReqs = perMount(before, mid, len(ids))
+		rounds := max(minRounds, (minWarm+len(ids)-1)/len(ids))
+		cpu0, err := cpuTime(pid)
+		if err != nil {
+			return res, err
+		}
 		start := time.Now()
 		for range rounds {
 			lat, _, err := round(client, endpoints.TenantID, ids, k)
@@ -133,9 +213,13 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 			res.warm = append(res.warm, lat...)
 		}
 		res.warmWall = time.Since(start)
+		cpu1, err := cpuTime(pid)
+		if err != nil {
+			return res, err
+		}
+		res.cpuPerMount = (cpu1 - cpu0) / time.Duration(len(ids)*rounds)
 		res.warmReqs = perMount(mid, counters(), len(ids)*rounds)
 		res.rssKB = peakRSS(pid)
-		fmt.Fprintf(os.Stderr, "K=%d C=%d done\n", k, len(ids))
 		return res, nil
 	}
 	next := 0 // next unused identity: every cold mount is an identity's first
@@ -148,38 +232,138 @@ func run(bin, outFile string, kvLatency, tokenLatency time.Duration, rounds int)
 		return ids
 	}
 	var cells []cell
-	for _, k := range objectCounts {
-		for _, c := range concurrency {
-			res, err := measure(client, prov.Pid(), fresh(c), k)
+	for _, v := range variants {
+		if len(v.cells) == 0 {
+			continue
+		}
+		prov, err := harness.StartProvider(dir, v.bin, endpoints, v.args...)
+		if err != nil {
+			return err
+		}
+		for _, kc := range v.cells {
+			res, err := measure(prov.Client, prov.Pid(), fresh(kc[1]), kc[0])
 			if err != nil {
+				prov.Stop()
 				return err
 			}
+			res.note = v.note
 			cells = append(cells, res)
+			fmt.Fprintf(os.Stderr, "K=%d C=%d %s done\n", kc[0], kc[1], v.note)
 		}
+		prov.Stop()
 	}
-
-	// The same K=10 cell with every object of a mount read at once (more than the default 8).
-	prov.Stop()
-	prov16, err := harness.StartProvider(dir, bin, endpoints,
-		"--result-cache-ttl=0", "--vault-rate-limit=1000000", "--vault-burst=1000000", "--parallel-fetches=16")
-	if err != nil {
-		return err
-	}
-	defer prov16.Stop()
-	wide, err := measure(prov16.Client, prov16.Pid(), fresh(1), 10)
-	if err != nil {
-		return err
-	}
-	wide.note = "--parallel-fetches=16"
-	cells = append(cells, wide)
 
 	var b strings.Builder
-	report(&b, cells, kvLatency, tokenLatency, rounds)
+	report(&b, cells, kvLatency, tokenLatency, minRounds, minWarm)
 	fmt.Print(b.String())
 	if err := os.MkdirAll(filepath.Dir(outFile), 0o755); err != nil {
 		return err
 	}
 	return os.WriteFile(outFile, []byte(b.String()), 0o644)
+}
+
+// profile runs the provider with pprof on loopback and takes a CPU profile and an allocation
+// profile while C identities mount K objects again and again, warm. extra are more provider flags.
+func profile(bin, outDir string, kvLatency, tokenLatency time.Duration, k, c int, length time.Duration, extra []string) error {
+	dir, err := os.MkdirTemp("", "akv-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	seedFile, err := writeSeed(dir, c, k)
+	if err != nil {
+		return err
+	}
+	emu, endpoints, err := harness.StartEmulator(dir, bin, seedFile)
+	if err != nil {
+		return err
+	}
+	defer emu.Stop()
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"--result-cache-ttl=0", "--vault-rate-limit=1000000", "--vault-burst=1000000",
+		"--enable-pprof", "--pprof-port=" + strconv.Itoa(port)}, extra...)
+	prov, err := harness.StartProvider(dir, bin, endpoints, args...)
+	if err != nil {
+		return err
+	}
+	defer prov.Stop()
+	if err := harness.Admin(endpoints, http.MethodPut, "/admin/faults",
+		map[string]string{"keyVaultLatency": kvLatency.String(), "tokenLatency": tokenLatency.String()}, nil); err != nil {
+		return err
+	}
+	ids := make([]string, c)
+	for i := range ids {
+		ids[i] = spID(i)
+	}
+	if _, _, err := round(prov.Client, endpoints.TenantID, ids, k); err != nil { // cold
+		return err
+	}
+	if _, _, err := round(prov.Client, endpoints.TenantID, ids, k); err != nil { // first warm
+		return err
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	pprofURL := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", port)
+	cpu0, err := cpuTime(prov.Pid())
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- fetch(fmt.Sprintf("%sprofile?seconds=%d", pprofURL, int(length.Seconds())), filepath.Join(outDir, "cpu.pprof"))
+	}()
+	mounts := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+			cpu1, err := cpuTime(prov.Pid())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%d warm mounts of %d objects, %d at a time: provider CPU %.2f ms per mount; peak RSS %.1f MiB\n",
+				mounts, k, c, float64(cpu1-cpu0)/float64(mounts)/float64(time.Millisecond), float64(peakRSS(prov.Pid()))/1024)
+			return fetch(pprofURL+"allocs", filepath.Join(outDir, "allocs.pprof"))
+		default:
+		}
+		if _, _, err := round(prov.Client, endpoints.TenantID, ids, k); err != nil {
+			return err
+		}
+		mounts += c
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// fetch saves what a loopback URL answers (no proxy) to file.
+func fetch(url, file string) error {
+	c := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, data, 0o644)
 }
 
 // round runs one mount per identity, all at once, and returns their latencies.
@@ -236,6 +420,28 @@ func writeSeed(dir string, identities, objects int) (string, error) {
 	return path, os.WriteFile(path, data, 0o600)
 }
 
+// cpuTime reads the user+system CPU time a process has used, from /proc/<pid>/stat (utime and
+// stime, fields 14 and 15, in USER_HZ ticks: 100 per second on Linux's exported ABI).
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from after it.
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
+	}
+	const userHZ = 100
+	return time.Duration(utime+stime) * time.Second / userHZ, nil
+}
+
 // peakRSS reads VmHWM (peak resident set) of a process, in KiB.
 func peakRSS(pid int) int {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -261,18 +467,19 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64)
 }
 
-func report(w io.Writer, cells []cell, kvLatency, tokenLatency time.Duration, rounds int) {
+func report(w io.Writer, cells []cell, kvLatency, tokenLatency time.Duration, rounds, minWarm int) {
 	fmt.Fprintf(w, "Measured %s on %s: emulator latency %v per Key Vault request, %v per token request; "+
-		"%d warm rounds per cell; provider defaults except --result-cache-ttl=0 and no vault rate limit.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), hostInfo(), kvLatency, tokenLatency, rounds)
+		"at least %d warm rounds and %d warm mounts per cell; provider defaults except --result-cache-ttl=0 and no vault rate limit. "+
+		"CPU: the provider's user+system time per warm mount; peak RSS: the provider's VmHWM so far.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), hostInfo(), kvLatency, tokenLatency, rounds, minWarm)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "K\tC\tcold p50 ms\tcold p95 ms\twarm p50 ms\twarm p95 ms\twarm p50 / KV RTT\twarm mounts/s\t"+
-		"cold token/disc/chal/KV per mount\twarm token/disc/chal/KV per mount\tprovider peak RSS MiB\tnote")
+		"cold token/disc/chal/KV per mount\twarm token/disc/chal/KV per mount\tprovider CPU ms per warm mount\tprovider peak RSS MiB\tnote")
 	for _, c := range cells {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%s\t%s\t%.1f\t%s\n", c.k, c.c,
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%.1f\t%s\t%s\t%.2f\t%.1f\t%s\n", c.k, c.c,
 			ms(pct(c.cold, 0.5)), ms(pct(c.cold, 0.95)), ms(pct(c.warm, 0.5)), ms(pct(c.warm, 0.95)),
 			float64(pct(c.warm, 0.5))/float64(kvLatency), float64(len(c.warm))/c.warmWall.Seconds(),
-			c.coldReqs, c.warmReqs, float64(c.rssKB)/1024, c.note)
+			c.coldReqs, c.warmReqs, float64(c.cpuPerMount)/float64(time.Millisecond), float64(c.rssKB)/1024, c.note)
 	}
 	tw.Flush()
 }

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -148,6 +149,23 @@ func run(bin string, out io.Writer) error {
 		return err
 	}
 
+	fmt.Fprintf(out, "\n== Object fields of our own: a member of a JSON secret, every secret tagged owner=demo, a certificate's metadata\n")
+	own := harness.MountRequest(map[string]string{"keyvaultName": "kv-demo", "tenantId": endpoints.TenantID, "clientID": wiClient}, nil, token, []string{
+		"objectName: app-config\nobjectType: secret\nobjectJSONKey: endpoint\nobjectAlias: config/endpoint",
+		"objectTags: owner=demo\nobjectType: secret\nobjectAlias: by-tag",
+		"objectName: web-tls\nobjectType: cert\nobjectFormat: metadata\nobjectAlias: tls/web.crt.json",
+	})
+	ownResp, err := client.Mount(ctx, own)
+	if err != nil {
+		return fmt.Errorf("mount with our own fields: %w", err)
+	}
+	printFiles(out, ownResp)
+	for _, f := range ownResp.GetFiles() {
+		if strings.HasSuffix(f.GetPath(), ".json") { // metadata: never a value, so shown in full
+			fmt.Fprintf(out, "%s:\n%s", f.GetPath(), f.GetContents())
+		}
+	}
+
 	fmt.Fprintf(out, "\n== A mount the vault refuses: the node's managed identity may read secrets only\n")
 	denied := harness.MountRequest(map[string]string{"keyvaultName": "kv-demo", "tenantId": endpoints.TenantID, "useVMManagedIdentity": "true"}, nil, "",
 		[]string{"objectName: db-password\nobjectType: secret", "objectName: signing-rsa\nobjectType: key"})
@@ -246,6 +264,9 @@ func describe(data []byte) string {
 		case "PRIVATE KEY":
 			parts = append(parts, "private key (hidden)")
 		}
+	}
+	if len(parts) == 0 && bytes.HasPrefix(data, []byte("{\n  \"name\": ")) {
+		return "metadata JSON (below; never a value)"
 	}
 	if len(parts) == 0 {
 		return "secret value (hidden)"

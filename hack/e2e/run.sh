@@ -14,84 +14,19 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BIN=${E2E_BIN_DIR:-$ROOT/_output/e2e/bin}
 mkdir -p "$BIN"
-export PATH=/usr/local/go/bin:$PATH
-GO=${GO:-go}
-K8S_VERSION=v1.34.4
-HELM_VERSION=${HELM_VERSION:-v3.22.0}
-
-t0=$(date +%s)
-phase_start=$t0
-phase() { # phase NAME: prints the duration of the previous phase and starts a new one
-	local now; now=$(date +%s)
-	[ -n "${PHASE:-}" ] && printf '== %-28s %4ss\n' "$PHASE" "$((now - phase_start))"
-	PHASE=${1:-}; phase_start=$now
-	[ -n "$PHASE" ] && echo "== $PHASE ..."
-	return 0
-}
-
-# stamp DIR EXTRA...: a hash of a tools module's inputs, the Go version and EXTRA.
-stamp() {
-	local dir=$1; shift
-	{ "$GO" version; printf '%s\n' "$@"; find "$dir" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1
-}
-# cached NAME STAMP BINARIES...: true if every binary exists and NAME's stamp matches.
-cached() {
-	local name=$1 want=$2; shift 2
-	[ "${E2E_SKIP_BUILD:-}" = 1 ] && return 0
-	for b in "$@"; do [ -x "$BIN/$b" ] || return 1; done
-	[ "$(cat "$BIN/.$name.stamp" 2>/dev/null)" = "$want" ]
-}
+# shellcheck source=hack/e2e/lib.sh
+. hack/e2e/lib.sh
 
 phase "etcd"
-if ! command -v etcd >/dev/null; then
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-fi
-etcd_version=$(etcd --version); echo "${etcd_version%%$'\n'*}"
-
-phase "kube-apiserver + kubectl"
-# Stamp the version: unstamped, the apiserver reports v0.0.0-master and helm's semverCompare
-# in the driver chart drops tokenRequests.
-minor=$(echo "$K8S_VERSION" | cut -d. -f2)
-LDF="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-s=$(stamp hack/e2e/kube "$LDF")
-if cached kube "$s" kube-apiserver kubectl; then
-	echo "cached"
-else
-	(cd hack/e2e/kube && "$GO" build -ldflags "$LDF" -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
-	echo "$s" >"$BIN/.kube.stamp"
-fi
-"$BIN/kube-apiserver" --version
-
+need_etcd
+phase "kubernetes binaries"
+build_kube
 phase "secrets-store-csi-driver x2"
-s=$(stamp hack/e2e/csi)
-if cached csi "$s" secrets-store-csi-driver fakeprovider; then
-	echo "v1.5.6 cached"
-else
-	(cd hack/e2e/csi && "$GO" build -o "$BIN/" sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver ./cmd/fakeprovider)
-	echo "$s" >"$BIN/.csi.stamp"
-fi
-# v1.6.x (rotation by kubelet re-publish) for TestRepublishRotationDriverV16.
-s=$(stamp hack/e2e/csi16 "$(cat hack/e2e/csi/third_party/mlog/* | sha256sum)")
-if cached csi16 "$s" secrets-store-csi-driver-v1.6.1; then
-	echo "v1.6.1 cached"
-else
-	(cd hack/e2e/csi16 && "$GO" build -o "$BIN/secrets-store-csi-driver-v1.6.1" sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver)
-	echo "$s" >"$BIN/.csi16.stamp"
-fi
-DRIVER_DIR=$(cd hack/e2e/csi && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/secrets-store-csi-driver)
+build_csi
+DRIVER_DIR=$(driver_dir)
 echo "driver module: $DRIVER_DIR"
-
 phase "helm"
-HELM=$ROOT/_output/tools/bin/helm
-if [ ! -x "$HELM" ]; then
-	HELM=$BIN/helm
-	if ! cached helm "$HELM_VERSION" helm; then
-		GOBIN=$BIN "$GO" install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-		echo "$HELM_VERSION" >"$BIN/.helm.stamp"
-	fi
-fi
-"$HELM" version --short
+build_helm
 
 phase "provider"
 if [ ! -x _output/bin/provider ] || [ "${E2E_BUILD_PROVIDER:-}" = 1 ]; then

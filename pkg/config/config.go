@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -205,11 +206,23 @@ const (
 const (
 	FormatPEM = "pem"
 	FormatPFX = "pfx"
+	// FormatKey and FormatChain write a certificate's private key alone (PKCS#8 PEM) or its
+	// certificate chain alone (PEM, leaf first): the two parts of its pem output.
+	FormatKey   = "key"
+	FormatChain = "chain"
+	// FormatMetadata writes a JSON document of the object version's properties instead of its
+	// value; it applies to every object type.
+	FormatMetadata = "metadata"
 
 	EncodingUTF8   = "utf-8"
 	EncodingBase64 = "base64"
 	EncodingHex    = "hex"
 )
+
+// formats are the objectFormat values, in the order errors list them.
+var formats = []string{FormatPEM, FormatPFX, FormatKey, FormatChain, FormatMetadata}
+
+func knownFormat(f string) bool { return slices.Contains(formats, f) }
 
 // Object is one entry of the objects array, validated and normalized.
 type Object struct {
@@ -222,6 +235,81 @@ type Object struct {
 	Format   string // FormatPEM or FormatPFX
 	Encoding string // EncodingUTF8, EncodingBase64 or EncodingHex
 	Mode     fs.FileMode
+	// JSONKey (objectJSONKey) writes one member of a secret whose value is JSON: an exact
+	// top-level key, else a JMESPath expression. "" writes the whole value.
+	JSONKey string
+	// Optional (objectOptional) skips the object when Key Vault says it is absent, deleted or
+	// disabled, instead of failing the mount.
+	Optional bool
+	// VaultName (keyvaultName on the object) reads the object from another vault of the same cloud
+	// and tenant, with the mount's identity; "" is the mount's vault (MountConfig.Vault).
+	VaultName string
+	// NamePrefix (objectNamePrefix) and Tags (objectTags) make the entry a selection instead of
+	// one named object: every enabled, current object of Type whose name starts with NamePrefix
+	// and that carries every tag in Tags (compared exactly), one file each, named by its name under
+	// Alias as a directory. The other fields apply to each match.
+	NamePrefix string
+	Tags       map[string]string
+	// PFXPasswordSecret (objectPFXPasswordSecret), with objectFormat pfx, names a secret of the
+	// same vault whose value is the password the PKCS#12 is re-encrypted with, by PFXEncryption.
+	PFXPasswordSecret string
+	PFXEncryption     string // PFXModern (the default) or PFXLegacy; "" without a password secret
+}
+
+// PKCS#12 encryptions (objectPFXEncryption).
+const (
+	// PFXModern is AES-256-CBC with PBKDF2-HMAC-SHA-256 and an HMAC-SHA-256 MAC (OpenSSL 1.1.1+,
+	// Java 12+, Windows Server 2019+).
+	PFXModern = "modern"
+	// PFXLegacy is 3DES with SHA-1, for old Java and Windows readers.
+	PFXLegacy = "legacy"
+)
+
+// ValidObjectName reports whether name is a Key Vault object name (1-127 letters, digits and
+// '-'), and so safe as a file name.
+func ValidObjectName(name string) bool { return objectNameRE.MatchString(name) }
+
+// Selection reports whether the entry selects objects by name prefix or tags.
+func (o Object) Selection() bool { return o.NamePrefix != "" || len(o.Tags) > 0 }
+
+// Matches reports whether an object named name with tags is selected by o.
+func (o Object) Matches(name string, tags map[string]string) bool {
+	if !strings.HasPrefix(name, o.NamePrefix) {
+		return false
+	}
+	for k, v := range o.Tags {
+		if got, ok := tags[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Match is the object that a selection's match name is mounted as: the entry's fields for that
+// one object, its file named by the name under the entry's objectAlias directory.
+func (o Object) Match(name string) Object {
+	m := o
+	m.Name, m.NamePrefix, m.Tags = name, "", nil
+	if o.Alias != "" {
+		m.Alias = path.Join(o.Alias, name)
+	}
+	return m
+}
+
+// selector describes a selection: its prefix and tags, in objectTags' own syntax.
+func (o Object) selector() string {
+	var parts []string
+	if o.NamePrefix != "" {
+		parts = append(parts, fmt.Sprintf("objectNamePrefix %q", o.NamePrefix))
+	}
+	if len(o.Tags) > 0 {
+		pairs := make([]string, 0, len(o.Tags))
+		for _, k := range sortedKeys(o.Tags) {
+			pairs = append(pairs, k+"="+o.Tags[k])
+		}
+		parts = append(parts, fmt.Sprintf("objectTags %q", strings.Join(pairs, ",")))
+	}
+	return strings.Join(parts, " and ")
 }
 
 // FileName is the path the object is written to, relative to the mount.
@@ -237,6 +325,9 @@ func (o Object) ID() string { return string(o.Type) + "/" + o.Name }
 
 // Describe names the object in errors: type, name and version.
 func (o Object) Describe() string {
+	if o.Selection() {
+		return fmt.Sprintf("%ss selected by %s", o.Type, o.selector())
+	}
 	v := o.Version
 	if v == "" {
 		v = "latest"
@@ -263,6 +354,14 @@ type MountConfig struct {
 	// Rotation marks a mount that carries the versions already written (the driver's rotation
 	// reconciler sends them): it must read fresh values, never kept ones.
 	Rotation bool
+}
+
+// Vault is the name of the vault o is read from: its own keyvaultName, else the mount's.
+func (c MountConfig) Vault(o Object) string {
+	if o.VaultName != "" {
+		return o.VaultName
+	}
+	return c.VaultName
 }
 
 // Defaults are the daemon-wide settings a SecretProviderClass may override.
@@ -292,6 +391,8 @@ const (
 	MaxFiles          = 1000
 	// MaxAliasLength bounds objectAlias (Linux allows 255 bytes per path element).
 	MaxAliasLength = 255
+	// MaxJSONKeyLength bounds objectJSONKey (a key name or a JMESPath expression).
+	MaxJSONKeyLength = 512
 )
 
 // Parse validates a mount request before any network call. It reports every problem at once.
@@ -301,6 +402,11 @@ const (
 // On a validation error the returned MountConfig carries only what identifies the request in a log
 // (the pod and the vault name); it must not be mounted.
 func Parse(attributes, secrets, permission string, d Defaults) (MountConfig, error) {
+	return parse(attributes, secrets, permission, d, nil)
+}
+
+// parse is Parse, with the objects parameter parsed through memo (nil: parsed every time).
+func parse(attributes, secrets, permission string, d Defaults, memo *Memo) (MountConfig, error) {
 	if len(attributes) > MaxAttributesBytes {
 		return MountConfig{}, fmt.Errorf("the mount request's parameters are %d bytes, more than the %d allowed", len(attributes), MaxAttributesBytes)
 	}
@@ -321,7 +427,7 @@ func Parse(attributes, secrets, permission string, d Defaults) (MountConfig, err
 	if err != nil {
 		return MountConfig{}, err
 	}
-	return parseAttributes(attrs, secretMap, defaultMode, d)
+	return parseAttributes(attrs, secretMap, defaultMode, d, memo)
 }
 
 func parsePermission(permission string) (fs.FileMode, error) {
@@ -332,7 +438,7 @@ func parsePermission(permission string) (fs.FileMode, error) {
 	return fs.FileMode(mode), nil
 }
 
-func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, d Defaults) (MountConfig, error) {
+func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, d Defaults, memo *Memo) (MountConfig, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	for _, k := range sortedKeys(attrs) {
@@ -390,7 +496,7 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 	c.Identity = identity
 	errs = append(errs, identityErrs...)
 
-	objects, objectErrs := parseObjects(attrs[Objects], defaultMode)
+	objects, objectErrs := memo.objects(attrs[Objects], defaultMode)
 	c.Objects = objects
 	errs = append(errs, objectErrs...)
 
@@ -431,6 +537,21 @@ func parseBool(attrs map[string]string, key string) (bool, error) {
 }
 
 func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
+	id, _, errs := decideIdentity(attrs, secrets)
+	return id, errs
+}
+
+// IdentityRuleFor returns the number (1-based) of the rule of IdentityPrecedence that decides the
+// identity of a mount with these attributes and nodePublishSecretRef secret, as Parse applies it,
+// whether the rule picks an identity or refuses the mount; 0 when an identity flag is not "true"
+// or "false".
+func IdentityRuleFor(attributes, secrets map[string]string) int {
+	_, rule, _ := decideIdentity(attributes, secrets)
+	return rule
+}
+
+// decideIdentity is parseIdentity that also returns the deciding rule (see IdentityRuleFor).
+func decideIdentity(attrs, secrets map[string]string) (Identity, int, []error) {
 	var errs []error
 	flag := func(key string) bool {
 		b, err := parseBool(attrs, key)
@@ -443,7 +564,7 @@ func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
 	useVMMI := flag(UseVMManagedIdentity)
 	tokenProxy := flag(UseAzureTokenProxy)
 	if len(errs) > 0 {
-		return Identity{}, errs
+		return Identity{}, 0, errs
 	}
 	clientID := strings.TrimSpace(attrs[ClientID])
 	podIdentityErr := fmt.Errorf("%s is not supported: aad-pod-identity is retired; use workload identity instead "+
@@ -471,7 +592,7 @@ func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
 		if podIdentity {
 			errs = append(errs, podIdentityErr)
 		}
-		return Identity{}, errs
+		return Identity{}, 1, errs
 	}
 
 	// 2. Identity binding: clientID and the token for IdentityBindingAudience.
@@ -485,17 +606,19 @@ func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
 			errs = append(errs, err)
 		}
 		if len(errs) > 0 {
-			return Identity{}, errs
+			return Identity{}, 2, errs
 		}
-		return Identity{Mode: IdentityBinding, ClientID: clientID, Token: token}, nil
+		return Identity{Mode: IdentityBinding, ClientID: clientID, Token: token}, 2, nil
 	}
 
 	// 3. With clientID, the token for WorkloadIdentityAudience is required, whatever the mode.
 	var token string
+	rule := 4 // below, only pod identity refuses the mount, unless the token is missing
 	if clientID != "" {
 		var err error
 		if token, err = workloadIdentityToken(attrs[ServiceAccountTokens], WorkloadIdentity); err != nil {
 			errs = append(errs, err)
+			rule = 3
 		}
 	}
 	// 4. Pod identity: refused.
@@ -503,13 +626,13 @@ func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
 		errs = append(errs, podIdentityErr)
 	}
 	if len(errs) > 0 {
-		return Identity{}, errs
+		return Identity{}, rule, errs
 	}
 	switch {
 	case useVMMI: // 5. Managed identity; clientID is ignored.
-		return Identity{Mode: ManagedIdentity, ClientID: strings.TrimSpace(attrs[UserAssignedIdentityID])}, nil
+		return Identity{Mode: ManagedIdentity, ClientID: strings.TrimSpace(attrs[UserAssignedIdentityID])}, 5, nil
 	case clientID != "": // 6. Workload identity.
-		return Identity{Mode: WorkloadIdentity, ClientID: clientID, Token: token}, nil
+		return Identity{Mode: WorkloadIdentity, ClientID: clientID, Token: token}, 6, nil
 	}
 
 	// 7. Service principal.
@@ -538,7 +661,7 @@ func parseIdentity(attrs, secrets map[string]string) (Identity, []error) {
 		errs = append(errs, fmt.Errorf("nodePublishSecretRef secret has no %s: it needs the keys clientid and clientsecret of a service principal",
 			strings.Join(missing, " and ")))
 	}
-	return Identity{Mode: ServicePrincipal, ClientID: id, ClientSecret: secret}, errs
+	return Identity{Mode: ServicePrincipal, ClientID: id, ClientSecret: secret}, 7, errs
 }
 
 // workloadIdentityToken picks the service account token for mode's audience (WorkloadIdentity or
@@ -614,21 +737,25 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	o := Object{
-		Name:     strings.TrimSpace(e.ObjectName),
-		Type:     ObjectType(strings.ToLower(strings.TrimSpace(e.ObjectType))),
-		Alias:    strings.TrimSpace(e.ObjectAlias),
-		Version:  strings.TrimSpace(e.ObjectVersion),
-		History:  int(e.ObjectVersionHistory),
-		Format:   strings.ToLower(strings.TrimSpace(e.ObjectFormat)),
-		Encoding: strings.ToLower(strings.TrimSpace(e.ObjectEncoding)),
-		Mode:     defaultMode,
+		Name:      strings.TrimSpace(e.ObjectName),
+		Type:      ObjectType(strings.ToLower(strings.TrimSpace(e.ObjectType))),
+		Alias:     strings.TrimSpace(e.ObjectAlias),
+		Version:   strings.TrimSpace(e.ObjectVersion),
+		History:   int(e.ObjectVersionHistory),
+		Format:    strings.ToLower(strings.TrimSpace(e.ObjectFormat)),
+		Encoding:  strings.ToLower(strings.TrimSpace(e.ObjectEncoding)),
+		Mode:      defaultMode,
+		JSONKey:   e.ObjectJSONKey, // a key may hold spaces at its ends
+		VaultName: strings.TrimSpace(e.KeyvaultName),
 	}
 	if strings.EqualFold(o.Version, "latest") {
 		o.Version = ""
 	}
+	errs = append(errs, parseSelection(&o, e)...)
 	switch {
+	case o.Selection():
 	case o.Name == "":
-		bad("objectName is required")
+		bad("objectName is required (or objectNamePrefix or objectTags, to select objects)")
 	case !objectNameRE.MatchString(o.Name):
 		bad("objectName %q must be 1-127 characters of letters, digits and '-'", truncate(o.Name, 127))
 	}
@@ -642,15 +769,16 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 	default:
 		bad("objectType %q is not one of secret, key, cert", truncate(e.ObjectType, 32))
 	}
-	switch o.Format {
-	case "":
+	switch {
+	case o.Format == "":
 		o.Format = FormatPEM
-	case FormatPEM, FormatPFX:
-		if o.Type != TypeSecret && o.Type != "" {
-			bad("objectFormat is only allowed for objectType secret (a certificate's secret), not %s", o.Type)
-		}
-	default:
-		bad("objectFormat %q is not one of pem, pfx", truncate(e.ObjectFormat, 32))
+	case !knownFormat(o.Format):
+		bad("objectFormat %q is not one of %s", truncate(e.ObjectFormat, 32), strings.Join(formats, ", "))
+	case o.Type != TypeSecret && o.Type != "" && o.Format != FormatMetadata:
+		bad("objectFormat is only allowed for objectType secret (a certificate's secret), not %s", o.Type)
+	}
+	if (o.Format == FormatKey || o.Format == FormatChain || o.Format == FormatMetadata) && o.Encoding != "" && o.Encoding != EncodingUTF8 {
+		bad("objectEncoding %s cannot be combined with objectFormat %s: the file is text", o.Encoding, o.Format)
 	}
 	switch o.Encoding {
 	case "":
@@ -672,6 +800,18 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 	if o.History == 1 {
 		o.History = 0 // one version is the ordinary single file
 	}
+	errs = append(errs, checkJSONKey(o)...)
+	errs = append(errs, parsePFXPassword(&o, e)...)
+	if o.VaultName != "" && !vaultNameRE.MatchString(o.VaultName) {
+		bad("%s %q must be 3-24 characters of letters, digits and '-'", KeyVaultName, truncate(o.VaultName, 64))
+	}
+	if v := strings.TrimSpace(e.ObjectOptional); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("objectOptional %q must be \"true\" or \"false\"", truncate(v, 32))
+		}
+		o.Optional = b
+	}
 	if p := strings.TrimSpace(e.FilePermission); p != "" {
 		m, err := parseFileMode(p)
 		if err != nil {
@@ -688,6 +828,111 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 		}
 	}
 	return o, errs
+}
+
+// MaxTags bounds objectTags: Key Vault keeps at most 15 tags per object.
+const MaxTags = 15
+
+// parseSelection reads objectNamePrefix and objectTags into o and refuses what a selection cannot
+// be combined with.
+func parseSelection(o *Object, e objectEntry) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	o.NamePrefix = strings.TrimSpace(e.ObjectNamePrefix)
+	if o.NamePrefix != "" && !objectNameRE.MatchString(o.NamePrefix) {
+		bad("objectNamePrefix %q must be 1-127 characters of letters, digits and '-'", truncate(o.NamePrefix, 127))
+	}
+	if raw := strings.TrimSpace(e.ObjectTags); raw != "" {
+		pairs := strings.Split(raw, ",")
+		if len(pairs) > MaxTags {
+			bad("objectTags has %d tags, more than the %d Key Vault keeps per object", len(pairs), MaxTags)
+			pairs = nil
+		}
+		o.Tags = make(map[string]string, len(pairs))
+		for _, pair := range pairs {
+			k, v, ok := strings.Cut(pair, "=")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			_, dup := o.Tags[k]
+			switch {
+			case !ok || k == "":
+				bad("objectTags %q must be name=value pairs separated by commas, such as \"env=prod,team=payments\"", truncate(raw, 64))
+			case len(k) > 512 || len(v) > 256:
+				bad("objectTags: tag %q is longer than Key Vault allows (names 512, values 256 characters)", truncate(k, 64))
+			case dup:
+				bad("objectTags names tag %q twice", truncate(k, 64))
+			default:
+				o.Tags[k] = v
+			}
+		}
+	}
+	if !o.Selection() {
+		o.Tags = nil
+		return errs
+	}
+	if o.Name != "" {
+		bad("objectName cannot be combined with objectNamePrefix or objectTags: name one object, or select objects by prefix and tags")
+	}
+	if o.Type != TypeSecret && o.Type != TypeCert && o.Type != "" {
+		bad("objectNamePrefix and objectTags select secrets or certificates, not %s", o.Type)
+	}
+	if o.Version != "" || e.ObjectVersionHistory > 1 {
+		bad("objectVersion and objectVersionHistory cannot be combined with objectNamePrefix or objectTags: a selection mounts each match's current version")
+	}
+	if strings.TrimSpace(e.ObjectOptional) != "" {
+		bad("objectOptional cannot be combined with objectNamePrefix or objectTags: a selection that matches nothing writes nothing")
+	}
+	return errs
+}
+
+// parsePFXPassword reads objectPFXPasswordSecret and objectPFXEncryption into o.
+func parsePFXPassword(o *Object, e objectEntry) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	o.PFXPasswordSecret = strings.TrimSpace(e.ObjectPFXPassword)
+	enc := strings.ToLower(strings.TrimSpace(e.ObjectPFXEncryption))
+	if o.PFXPasswordSecret == "" {
+		if enc != "" {
+			bad("objectPFXEncryption needs objectPFXPasswordSecret: name the secret that holds the password")
+		}
+		return errs
+	}
+	if !objectNameRE.MatchString(o.PFXPasswordSecret) {
+		bad("objectPFXPasswordSecret %q must be a secret name of 1-127 letters, digits and '-'", truncate(o.PFXPasswordSecret, 127))
+	}
+	if o.Format != FormatPFX || o.Type != TypeSecret {
+		bad("objectPFXPasswordSecret needs objectType secret and objectFormat pfx: it protects a certificate's PKCS#12")
+	}
+	switch enc {
+	case "":
+		o.PFXEncryption = PFXModern
+	case PFXModern, PFXLegacy:
+		o.PFXEncryption = enc
+	default:
+		bad("objectPFXEncryption %q is not one of %s, %s", truncate(enc, 32), PFXModern, PFXLegacy)
+	}
+	return errs
+}
+
+// checkJSONKey refuses an objectJSONKey that is too long, holds control characters, or is set on
+// anything but a secret's value.
+func checkJSONKey(o Object) []error {
+	if o.JSONKey == "" {
+		return nil
+	}
+	var errs []error
+	switch {
+	case len(o.JSONKey) > MaxJSONKeyLength:
+		errs = append(errs, fmt.Errorf("objectJSONKey of %d characters is longer than the %d allowed", len(o.JSONKey), MaxJSONKeyLength))
+	case strings.ContainsFunc(o.JSONKey, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		errs = append(errs, errors.New("objectJSONKey must not contain control characters"))
+	}
+	if o.Type == TypeKey || o.Type == TypeCert {
+		errs = append(errs, fmt.Errorf("objectJSONKey is only allowed for objectType secret, not %s: keys and certificates are not JSON", o.Type))
+	}
+	if o.Format != FormatPEM && knownFormat(o.Format) {
+		errs = append(errs, fmt.Errorf("objectJSONKey cannot be combined with objectFormat %s: a JSON member has no certificate format", o.Format))
+	}
+	return errs
 }
 
 var (
@@ -727,6 +972,9 @@ func checkRelativePath(field, p string) error {
 
 // Paths lists the files an object writes (before any optional .crt/.key files).
 func (o Object) Paths() []string {
+	if o.Selection() {
+		return nil // known once the vault is listed: the mount checks them then
+	}
 	if o.History == 0 {
 		return []string{o.FileName()}
 	}

@@ -294,6 +294,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(string(seeds), "", "420", "objectName: a\nobjectType: secret")
 	f.Add(attrs(nil), `{"clientid":"a","clientsecret":"b"}`, "420", "objectName: a\nobjectType: cert\nobjectAlias: x/y\nobjectVersionHistory: 2")
 	f.Add("{}", "{}", "0", "objectName: a\nobjectType: key\nfilePermission: '0600'")
+	f.Add(attrs(nil), "", "420", "objectNamePrefix: app-\nobjectTags: a=b,c=\nobjectType: secret\nobjectAlias: dir\nobjectJSONKey: a.b")
+	f.Add(attrs(nil), "", "420", "objectName: w\nobjectType: secret\nobjectFormat: pfx\nobjectPFXPasswordSecret: p\nobjectPFXEncryption: legacy\nkeyvaultName: kv-b\nobjectOptional: 'true'")
 	for _, s := range parseBombs() {
 		f.Add(s.attributes, "", "420", s.object)
 	}

@@ -18,6 +18,14 @@ var exampleIdentity = map[string]IdentityMode{
 	"service-principal.yaml": ServicePrincipal,
 	"sync-tls-secret.yaml":   WorkloadIdentity, // clientID, no other identity setting
 	"workload-identity.yaml": WorkloadIdentity,
+	// examples/features/: this provider's own object fields, one example each.
+	"features/json-key.yaml":       WorkloadIdentity,
+	"features/selection.yaml":      WorkloadIdentity,
+	"features/optional.yaml":       WorkloadIdentity,
+	"features/key-and-chain.yaml":  WorkloadIdentity,
+	"features/pfx-password.yaml":   WorkloadIdentity,
+	"features/several-vaults.yaml": WorkloadIdentity,
+	"features/metadata.yaml":       WorkloadIdentity,
 }
 
 // TestExamplesParse keeps the example SecretProviderClasses in examples/ valid for the identity
@@ -29,12 +37,14 @@ var exampleIdentity = map[string]IdentityMode{
 func TestExamplesParse(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob("../../examples/*.yaml")
+	features, _ := filepath.Glob("../../examples/features/*.yaml")
+	files = append(files, features...)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples found: %v", err)
 	}
 	seen := map[string]bool{}
 	for _, f := range files {
-		name := filepath.Base(f)
+		name, _ := filepath.Rel("../../examples", f)
 		seen[name] = true
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -117,4 +127,41 @@ func credentialsGiven(token, secret bool) string {
 		return "nodePublishSecretRef secret"
 	}
 	return "nothing (managed identity)"
+}
+
+// TestREADMEExamplesAreExamples keeps every SecretProviderClass shown in README.md (and in the
+// feature sections drafted for it) identical to a file of examples/, which TestExamplesParse
+// parses: a README example cannot rot.
+func TestREADMEExamplesAreExamples(t *testing.T) {
+	t.Parallel()
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	features, _ := filepath.Glob("../../examples/features/*.yaml")
+	known := map[string]string{}
+	for _, f := range append(files, features...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		known[strings.TrimSpace(string(data))] = f
+	}
+	for _, doc := range []string{"../../README.md", "../../docs/drafts/features-readme.md"} {
+		data, err := os.ReadFile(doc)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := strings.Split(string(data), "```yaml\n")
+		for _, b := range blocks[1:] {
+			block, _, _ := strings.Cut(b, "```")
+			if !strings.Contains(block, "kind: SecretProviderClass") {
+				continue
+			}
+			if _, ok := known[strings.TrimSpace(block)]; !ok {
+				first, _, _ := strings.Cut(block, "\n")
+				t.Errorf("%s shows a SecretProviderClass (%q...) that is not a file of examples/: copy it there and keep the two identical", doc, first)
+			}
+		}
+	}
 }

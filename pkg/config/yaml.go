@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -23,6 +24,13 @@ type objectEntry struct {
 	ObjectFormat         string `yaml:"objectFormat"`
 	ObjectEncoding       string `yaml:"objectEncoding"`
 	FilePermission       string `yaml:"filePermission"`
+	ObjectJSONKey        string `yaml:"objectJSONKey"`
+	ObjectOptional       string `yaml:"objectOptional"`
+	KeyvaultName         string `yaml:"keyvaultName"`
+	ObjectNamePrefix     string `yaml:"objectNamePrefix"`
+	ObjectTags           string `yaml:"objectTags"`
+	ObjectPFXPassword    string `yaml:"objectPFXPasswordSecret"`
+	ObjectPFXEncryption  string `yaml:"objectPFXEncryption"`
 }
 
 // decodeObjectsArray reads the objects parameter: a YAML document whose "array" holds one YAML
@@ -45,16 +53,25 @@ func unmarshalStrict(entry string, e *objectEntry) error {
 		return errors.New("the entry is empty")
 	}
 	if err := decodeStrict(entry, e); err != nil {
-		return fmt.Errorf("not a valid object (fields: objectName, objectType, objectAlias, objectVersion, "+
-			"objectVersionHistory, objectFormat, objectEncoding, filePermission): %w", err)
+		return fmt.Errorf("not a valid object (fields: %s): %w", strings.Join(objectFields(), ", "), err)
 	}
 	return nil
+}
+
+// objectFields lists the fields of an objects entry, in objectEntry's order.
+func objectFields() []string {
+	t := reflect.TypeFor[objectEntry]()
+	out := make([]string, t.NumField())
+	for i := range out {
+		out[i] = t.Field(i).Tag.Get("yaml")
+	}
+	return out
 }
 
 var typeNameRE = regexp.MustCompile(` in type [\w.]+`)
 
 // MaxYAMLKeys bounds the keys of one YAML mapping: the decoder compares every pair of keys (a
-// mapping of thousands of repeated keys would cost gigabytes), and an object has 8 fields.
+// mapping of thousands of repeated keys would cost gigabytes), and an object has fewer than 20 fields.
 const MaxYAMLKeys = 64
 
 // checkMappings refuses a mapping with more than MaxYAMLKeys keys or a repeated scalar key.

@@ -11,7 +11,7 @@ import (
 //	GET  /admin/counters
 //	POST /admin/counters/reset
 //	GET  /admin/faults, PUT /admin/faults        (JSON Faults)
-//	POST /admin/vaults/{vault}/secrets/{name}    {"value","contentType"} -> {"version"}
+//	POST /admin/vaults/{vault}/secrets/{name}    {"value","contentType","tags","enabled","notBefore","expires"} -> {"version"}
 //	PUT  /admin/grants                           (JSON []Grant, replaces all)
 //	GET  /admin/requests                         (JSON []RequestRecord, oldest first)
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
@@ -55,15 +55,14 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			adminError(w, http.StatusNotFound, "want POST /admin/vaults/{vault}/secrets/{name}")
 			return
 		}
-		var body struct {
-			Value       string `json:"value"`
-			ContentType string `json:"contentType"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		var body SecretVersion
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
 			adminError(w, http.StatusBadRequest, "body: "+err.Error())
 			return
 		}
-		v, err := e.addSecretVersion(parts[0], parts[2], body.Value, body.ContentType)
+		v, err := e.AddSecret(parts[0], parts[2], body)
 		if err != nil {
 			adminError(w, http.StatusBadRequest, err.Error())
 			return

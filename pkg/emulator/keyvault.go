@@ -45,6 +45,18 @@ func attrs(enabled bool, created time.Time) kvAttributes {
 		RecoverableDays: recoverableDays, RecoveryLevel: recoveryLevel}
 }
 
+// secretAttrs adds a secret version's own nbf and exp.
+func secretAttrs(sv *secretVer) kvAttributes {
+	a := attrs(sv.enabled, sv.created)
+	if sv.nbf != nil {
+		a.NotBefore = sv.nbf.Unix()
+	}
+	if sv.exp != nil {
+		a.Expires = sv.exp.Unix()
+	}
+	return a
+}
+
 func certAttrs(cv *certVersion) kvAttributes {
 	a := attrs(true, cv.created)
 	a.NotBefore, a.Expires = cv.leaf.NotBefore.Unix(), cv.leaf.NotAfter.Unix()
@@ -249,7 +261,7 @@ func (e *Emulator) getSecret(kr *kvRequest, name, version string) {
 			"id":          idOf(kr, "secrets", obj.name, cv.version),
 			"contentType": cv.contentType,
 			"attributes":  certAttrs(cv),
-			"tags":        map[string]string{},
+			"tags":        tagsOf(obj.spec.Tags),
 			"kid":         idOf(kr, "keys", obj.name, cv.version),
 			"managed":     true,
 		})
@@ -272,7 +284,7 @@ func (e *Emulator) getSecret(kr *kvRequest, name, version string) {
 	body := map[string]any{
 		"value":      sv.value,
 		"id":         idOf(kr, "secrets", obj.name, sv.version),
-		"attributes": attrs(true, sv.created),
+		"attributes": secretAttrs(sv),
 		"tags":       tagsOf(sv.tags),
 	}
 	if sv.contentType != "" {
@@ -316,7 +328,7 @@ func (e *Emulator) getKey(kr *kvRequest, name, version string) {
 		writeJSON(kr.w, http.StatusOK, map[string]any{
 			"key":        keyJSON(k, idOf(kr, "keys", obj.name, cv.version), k.Kty),
 			"attributes": a,
-			"tags":       map[string]string{},
+			"tags":       tagsOf(obj.spec.Tags),
 			"managed":    true,
 		})
 		return
@@ -340,7 +352,7 @@ func (e *Emulator) getKey(kr *kvRequest, name, version string) {
 	writeJSON(kr.w, http.StatusOK, map[string]any{
 		"key":        keyJSON(k, idOf(kr, "keys", obj.name, kv.version), obj.kty),
 		"attributes": a,
-		"tags":       map[string]string{},
+		"tags":       tagsOf(obj.tags),
 	})
 }
 
@@ -380,7 +392,7 @@ func (e *Emulator) getCertificate(kr *kvRequest, name, version string) {
 		"contentType": cv.contentType,
 		"attributes":  certAttrs(cv),
 		"policy":      e.certPolicy(kr, obj, cv),
-		"tags":        map[string]string{},
+		"tags":        tagsOf(obj.spec.Tags),
 	})
 }
 
@@ -411,7 +423,7 @@ func (e *Emulator) listVersions(kr *kvRequest, typ, name string) {
 	lname := strings.ToLower(name)
 	if obj := kr.vault.certs[lname]; obj != nil {
 		for _, cv := range obj.versions {
-			items = append(items, e.certItem(kr, typ, obj.name, cv, true))
+			items = append(items, e.certItem(kr, typ, obj, cv, true))
 		}
 	} else if obj := kr.vault.secrets[lname]; obj != nil && typ == "secret" {
 		for _, sv := range obj.versions {
@@ -419,7 +431,7 @@ func (e *Emulator) listVersions(kr *kvRequest, typ, name string) {
 		}
 	} else if obj := kr.vault.keys[lname]; obj != nil && typ == "key" {
 		for _, kv := range obj.versions {
-			items = append(items, keyItem(kr, obj.name, kv, true))
+			items = append(items, keyItem(kr, obj, kv, true))
 		}
 	}
 	e.page(kr, items)
@@ -454,13 +466,13 @@ func (e *Emulator) listObjects(kr *kvRequest, typ string) {
 	for _, n := range names {
 		if obj := kr.vault.certs[n]; obj != nil {
 			last, _ := latest(obj.versions)
-			items = append(items, e.certItem(kr, typ, obj.name, last, false))
+			items = append(items, e.certItem(kr, typ, obj, last, false))
 		} else if obj := kr.vault.secrets[n]; obj != nil {
 			last, _ := latest(obj.versions)
 			items = append(items, secretItem(kr, obj.name, last, false))
 		} else if obj := kr.vault.keys[n]; obj != nil {
 			last, _ := latest(obj.versions)
-			items = append(items, keyItem(kr, obj.name, last, false))
+			items = append(items, keyItem(kr, obj, last, false))
 		}
 	}
 	e.page(kr, items)
@@ -475,30 +487,30 @@ func versionIf(withVersion bool, v string) string {
 
 func secretItem(kr *kvRequest, name string, sv *secretVer, withVersion bool) map[string]any {
 	m := map[string]any{"id": idOf(kr, "secrets", name, versionIf(withVersion, sv.version)),
-		"attributes": attrs(sv.enabled, sv.created), "tags": tagsOf(sv.tags)}
+		"attributes": secretAttrs(sv), "tags": tagsOf(sv.tags)}
 	if sv.contentType != "" {
 		m["contentType"] = sv.contentType
 	}
 	return m
 }
 
-func keyItem(kr *kvRequest, name string, kv *keyVer, withVersion bool) map[string]any {
-	return map[string]any{"kid": idOf(kr, "keys", name, versionIf(withVersion, kv.version)),
-		"attributes": attrs(true, kv.created), "tags": map[string]string{}}
+func keyItem(kr *kvRequest, obj *keyObj, kv *keyVer, withVersion bool) map[string]any {
+	return map[string]any{"kid": idOf(kr, "keys", obj.name, versionIf(withVersion, kv.version)),
+		"attributes": attrs(true, kv.created), "tags": tagsOf(obj.tags)}
 }
 
 // certItem renders a certificate version as a secret, key or certificate
 // list item.
-func (e *Emulator) certItem(kr *kvRequest, typ, name string, cv *certVersion, withVersion bool) map[string]any {
-	v := versionIf(withVersion, cv.version)
+func (e *Emulator) certItem(kr *kvRequest, typ string, obj *certObj, cv *certVersion, withVersion bool) map[string]any {
+	v, name, tags := versionIf(withVersion, cv.version), obj.name, tagsOf(obj.spec.Tags)
 	switch typ {
 	case "secret":
-		return map[string]any{"id": idOf(kr, "secrets", name, v), "attributes": certAttrs(cv), "tags": map[string]string{},
+		return map[string]any{"id": idOf(kr, "secrets", name, v), "attributes": certAttrs(cv), "tags": tags,
 			"contentType": cv.contentType, "managed": true}
 	case "key":
-		return map[string]any{"kid": idOf(kr, "keys", name, v), "attributes": certAttrs(cv), "tags": map[string]string{}, "managed": true}
+		return map[string]any{"kid": idOf(kr, "keys", name, v), "attributes": certAttrs(cv), "tags": tags, "managed": true}
 	}
-	return map[string]any{"id": idOf(kr, "certificates", name, v), "x5t": x5t(cv), "attributes": certAttrs(cv), "tags": map[string]string{}}
+	return map[string]any{"id": idOf(kr, "certificates", name, v), "x5t": x5t(cv), "attributes": certAttrs(cv), "tags": tags}
 }
 
 // page serves one page of items. The nextLink is absolute, on the host the

@@ -68,6 +68,10 @@ type SecretVersion struct {
 	Created     *time.Time        `json:"created,omitempty"`
 	Enabled     *bool             `json:"enabled,omitempty"`
 	Tags        map[string]string `json:"tags,omitempty"`
+	// NotBefore and Expires are the nbf and exp attributes (default none). As in Key Vault they are
+	// informational: a GET outside them still answers.
+	NotBefore *time.Time `json:"notBefore,omitempty"`
+	Expires   *time.Time `json:"expires,omitempty"`
 }
 
 // Key is a key with Versions generated versions.
@@ -77,6 +81,8 @@ type Key struct {
 	Size     int    `json:"size,omitempty"` // RSA bits (default 2048) or oct bits (default 256)
 	Curve    string `json:"curve,omitempty"`
 	Versions int    `json:"versions,omitempty"`
+	// Tags are the tags of every version (default none).
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // Certificate is a certificate with Versions generated versions, each a new
@@ -92,6 +98,9 @@ type Certificate struct {
 	// secret value; default leaf, intermediate, root. Omitting an element
 	// stores an incomplete chain.
 	Chain []string `json:"chain,omitempty"`
+	// Tags are the tags of every version, on the certificate and on its secret and key faces
+	// (default none).
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // ServicePrincipal is an app registration that may use client secrets or
@@ -170,6 +179,25 @@ var (
 	dnsSuffixRE  = regexp.MustCompile(`^[a-z0-9-]+(\.[a-z0-9-]+)+$`)
 )
 
+// Key Vault's limits on tags: at most 15 per object, names of at most 512 characters, values of
+// at most 256.
+const (
+	maxTags        = 15
+	maxTagNameLen  = 512
+	maxTagValueLen = 256
+)
+
+func checkTags(where string, tags map[string]string, bad func(string, ...any)) {
+	if len(tags) > maxTags {
+		bad("%s: %d tags, more than Key Vault's %d", where, len(tags), maxTags)
+	}
+	for k, v := range tags {
+		if k == "" || len(k) > maxTagNameLen || len(v) > maxTagValueLen {
+			bad("%s: tag %q: names are 1-%d characters, values at most %d", where, k, maxTagNameLen, maxTagValueLen)
+		}
+	}
+}
+
 // Validate reports every problem in the seed at once.
 func (s *Seed) Validate() error {
 	var errs []error
@@ -215,6 +243,10 @@ func (s *Seed) Validate() error {
 			}
 			seen := map[string]bool{}
 			for k, ver := range sec.Versions {
+				checkTags(fmt.Sprintf("%s.versions[%d]", q, k), ver.Tags, bad)
+				if ver.NotBefore != nil && ver.Expires != nil && !ver.NotBefore.Before(*ver.Expires) {
+					bad("%s.versions[%d]: notBefore must be before expires", q, k)
+				}
 				if ver.Version == "" {
 					continue
 				}
@@ -233,6 +265,7 @@ func (s *Seed) Validate() error {
 				bad("%s: name must match %s", q, objectNameRE)
 			}
 			claim(keyNames, k.Name, "key")
+			checkTags(q, k.Tags, bad)
 			switch k.Kty {
 			case "RSA", "RSA-HSM":
 				if k.Size != 0 && (k.Size < 1024 || k.Size > 4096 || k.Size%8 != 0) {
@@ -260,6 +293,7 @@ func (s *Seed) Validate() error {
 			}
 			claim(secretNames, c.Name, "certificate")
 			claim(keyNames, c.Name, "certificate")
+			checkTags(q, c.Tags, bad)
 			switch c.ContentType {
 			case "", ContentTypePKCS12, ContentTypePEM:
 			default:

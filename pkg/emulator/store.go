@@ -37,11 +37,13 @@ type secretVer struct {
 	created     time.Time
 	enabled     bool
 	tags        map[string]string
+	nbf, exp    *time.Time
 }
 
 type keyObj struct {
 	name     string
 	kty      string
+	tags     map[string]string
 	versions []*keyVer
 }
 
@@ -83,7 +85,7 @@ func buildVaults(seed *Seed, src source) (map[string]*vaultState, error) {
 			prev := seedEpoch.Add(-time.Hour)
 			for i, sv := range s.Versions {
 				ver := &secretVer{version: sv.Version, value: sv.Value, contentType: sv.ContentType,
-					enabled: sv.Enabled == nil || *sv.Enabled, tags: sv.Tags}
+					enabled: sv.Enabled == nil || *sv.Enabled, tags: sv.Tags, nbf: sv.NotBefore, exp: sv.Expires}
 				if ver.version == "" {
 					ver.version = src.version("secret", v.Name, s.Name, fmt.Sprint(i))
 				}
@@ -99,7 +101,7 @@ func buildVaults(seed *Seed, src source) (map[string]*vaultState, error) {
 			vs.secrets[strings.ToLower(s.Name)] = obj
 		}
 		for _, k := range v.Keys {
-			obj := &keyObj{name: k.Name, kty: k.Kty}
+			obj := &keyObj{name: k.Name, kty: k.Kty, tags: k.Tags}
 			n := max(k.Versions, 1)
 			for i := range n {
 				kv := &keyVer{version: src.version("key", v.Name, k.Name, fmt.Sprint(i)), created: seedEpoch.Add(time.Duration(i) * time.Hour)}
@@ -197,7 +199,7 @@ func (e *Emulator) vault(name string) *vaultState {
 // AddSecretVersion adds a new newest version of a secret (creating the
 // secret if needed) and returns its version id.
 func (e *Emulator) AddSecretVersion(vault, name, value string) (string, error) {
-	return e.addSecretVersion(vault, name, value, "")
+	return e.AddSecret(vault, name, SecretVersion{Value: value})
 }
 
 // DeleteSecret removes a secret and all its versions (a read then answers 404 SecretNotFound).
@@ -215,7 +217,15 @@ func (e *Emulator) DeleteSecret(vault, name string) error {
 	return nil
 }
 
-func (e *Emulator) addSecretVersion(vault, name, value, contentType string) (string, error) {
+// AddSecret adds v as the new newest version of a secret (creating the secret if needed) and
+// returns its version id. v.Version and v.Created are ignored: the version is generated and
+// created now.
+func (e *Emulator) AddSecret(vault, name string, v SecretVersion) (string, error) {
+	var problems []string
+	checkTags("tags", v.Tags, func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) })
+	if len(problems) > 0 {
+		return "", errors.New(strings.Join(problems, "; "))
+	}
 	if !objectNameRE.MatchString(name) {
 		return "", fmt.Errorf("secret name %q must match %s", name, objectNameRE)
 	}
@@ -239,9 +249,10 @@ func (e *Emulator) addSecretVersion(vault, name, value, contentType string) (str
 		created = last.created.Add(time.Second)
 	}
 	ver := &secretVer{version: e.src.version("secret", vs.name, obj.name, fmt.Sprint(len(obj.versions))),
-		value: value, contentType: contentType, created: created, enabled: true}
-	for _, v := range obj.versions {
-		if v.version == ver.version { // only possible with seeded explicit versions
+		value: v.Value, contentType: v.ContentType, created: created, enabled: v.Enabled == nil || *v.Enabled,
+		tags: v.Tags, nbf: v.NotBefore, exp: v.Expires}
+	for _, old := range obj.versions {
+		if old.version == ver.version { // only possible with seeded explicit versions
 			ver.version = source{}.version()
 		}
 	}
@@ -343,7 +354,7 @@ func (e *Emulator) SecretVersions(vault, name string) []SecretVersion {
 	for _, v := range obj.versions {
 		created, enabled := v.created, v.enabled
 		out = append(out, SecretVersion{Version: v.version, Value: v.value, ContentType: v.contentType,
-			Created: &created, Enabled: &enabled, Tags: v.tags})
+			Created: &created, Enabled: &enabled, Tags: v.tags, NotBefore: v.nbf, Expires: v.exp})
 	}
 	return out
 }

@@ -19,27 +19,73 @@ import (
 	"github.com/akv-csi/provider/pkg/metrics"
 )
 
+// Attributes are the properties Key Vault keeps beside an object version's value. Times are nil
+// when Key Vault did not send them; Enabled nil means enabled (as Azure's provider reads it).
+type Attributes struct {
+	Enabled                              *bool
+	Created, Updated, NotBefore, Expires *time.Time
+	Tags                                 map[string]string
+}
+
 // Secret is a secret version. A certificate's secret has CertificateBacked set.
 type Secret struct {
 	Version           string
 	Value             string
 	ContentType       string
 	CertificateBacked bool
+	Attributes        Attributes
 }
 
 // Key is the public part of a key version, as a JSON Web Key.
 type Key struct {
-	Version string
-	Kty     string
-	N, E    []byte // RSA
-	Crv     string // EC
-	X, Y    []byte // EC
+	Version    string
+	Kty        string
+	N, E       []byte // RSA
+	Crv        string // EC
+	X, Y       []byte // EC
+	Attributes Attributes
 }
 
 // Certificate is the public certificate of a certificate version.
 type Certificate struct {
-	Version string
-	DER     []byte
+	Version     string
+	DER         []byte
+	ContentType string // of the certificate's secret
+	Attributes  Attributes
+}
+
+// attributesOf copies the SDK's attributes (nil: none sent) and tags.
+func attributesOf[A sdkAttributes](a *A, tags map[string]*string) Attributes {
+	var out Attributes
+	switch a := any(a).(type) {
+	case *azsecrets.SecretAttributes:
+		if a != nil {
+			out = Attributes{Enabled: a.Enabled, Created: a.Created, Updated: a.Updated, NotBefore: a.NotBefore, Expires: a.Expires}
+		}
+	case *azkeys.KeyAttributes:
+		if a != nil {
+			out = Attributes{Enabled: a.Enabled, Created: a.Created, Updated: a.Updated, NotBefore: a.NotBefore, Expires: a.Expires}
+		}
+	case *azcertificates.CertificateAttributes:
+		if a != nil {
+			out = Attributes{Enabled: a.Enabled, Created: a.Created, Updated: a.Updated, NotBefore: a.NotBefore, Expires: a.Expires}
+		}
+	}
+	if len(tags) > 0 {
+		out.Tags = make(map[string]string, len(tags))
+		for k, v := range tags {
+			out.Tags[k] = deref(v)
+		}
+	}
+	return out
+}
+
+// ObjectInfo is one item of a collection list (every secret, or every certificate, of a vault):
+// the object's name and its current version's content type and properties.
+type ObjectInfo struct {
+	Name        string
+	ContentType string
+	Attributes  Attributes
 }
 
 // VersionInfo describes one version in a version list.
@@ -57,6 +103,10 @@ type Client interface {
 	SecretVersions(ctx context.Context, name string) ([]VersionInfo, error)
 	KeyVersions(ctx context.Context, name string) ([]VersionInfo, error)
 	CertificateVersions(ctx context.Context, name string) ([]VersionInfo, error)
+	// ListSecrets lists every secret of the vault (certificates' secrets included), page by page.
+	ListSecrets(ctx context.Context) ([]ObjectInfo, error)
+	// ListCertificates lists every certificate of the vault, page by page.
+	ListCertificates(ctx context.Context) ([]ObjectInfo, error)
 }
 
 // Options configure the SDK clients.
@@ -64,7 +114,9 @@ type Options struct {
 	// ApplicationID is sent in the User-Agent (at most 24 characters, no spaces).
 	ApplicationID string
 	Retry         policy.RetryOptions
-	// Transport replaces the SDK's default HTTP client (which honours HTTPS_PROXY and SSL_CERT_FILE).
+	// Transport replaces the HTTP client shared by every Key Vault client of the process (azcore's
+	// default, which honours HTTPS_PROXY and SSL_CERT_FILE, with a larger pool of idle
+	// connections: see MaxConnsPerVault).
 	Transport policy.Transporter
 	// PerCallPolicies run once per call, after the SDK's telemetry policy (e.g. --custom-user-agent).
 	PerCallPolicies []policy.Policy
@@ -92,6 +144,9 @@ func New(vaultURL string, cred azcore.TokenCredential, o Options) (*SDKClient, e
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.Nop{}
+	}
+	if o.Transport == nil {
+		o.Transport = sharedTransport
 	}
 	core := azcore.ClientOptions{
 		Retry:            o.Retry,
@@ -128,6 +183,7 @@ func (c *SDKClient) GetSecret(ctx context.Context, name, version string) (Secret
 // provider (an empty file would hide it); an empty value is written as an empty file.
 func secretOf(r azsecrets.Secret) (Secret, error) {
 	s := Secret{ContentType: deref(r.ContentType), CertificateBacked: r.KID != nil}
+	s.Attributes = attributesOf(r.Attributes, r.Tags)
 	if r.ID != nil {
 		s.Version = r.ID.Version()
 	}
@@ -165,6 +221,7 @@ func (c *SDKClient) GetKey(ctx context.Context, name, version string) (Key, erro
 	if jwk.KID != nil {
 		k.Version = jwk.KID.Version()
 	}
+	k.Attributes = attributesOf(resp.Attributes, resp.Tags)
 	return k, nil
 }
 
@@ -174,16 +231,17 @@ func (c *SDKClient) GetCertificate(ctx context.Context, name, version string) (C
 	if err != nil {
 		return Certificate{}, classify(err)
 	}
-	cert := Certificate{DER: resp.CER}
+	cert := Certificate{DER: resp.CER, ContentType: deref(resp.ContentType)}
 	if resp.ID != nil {
 		cert.Version = resp.ID.Version()
 	}
+	cert.Attributes = attributesOf(resp.Attributes, resp.Tags)
 	return cert, nil
 }
 
 // SecretVersions lists every version of a secret.
 func (c *SDKClient) SecretVersions(ctx context.Context, name string) ([]VersionInfo, error) {
-	return listVersions(ctx, c.secrets.NewListSecretPropertiesVersionsPager(name, nil),
+	return listPages(ctx, c.secrets.NewListSecretPropertiesVersionsPager(name, nil),
 		func(r azsecrets.ListSecretPropertiesVersionsResponse) []*azsecrets.SecretProperties { return r.Value },
 		func(p *azsecrets.SecretProperties) (VersionInfo, bool) {
 			if p.ID == nil {
@@ -199,7 +257,7 @@ func (c *SDKClient) SecretVersions(ctx context.Context, name string) ([]VersionI
 
 // KeyVersions lists every version of a key.
 func (c *SDKClient) KeyVersions(ctx context.Context, name string) ([]VersionInfo, error) {
-	return listVersions(ctx, c.keys.NewListKeyPropertiesVersionsPager(name, nil),
+	return listPages(ctx, c.keys.NewListKeyPropertiesVersionsPager(name, nil),
 		func(r azkeys.ListKeyPropertiesVersionsResponse) []*azkeys.KeyProperties { return r.Value },
 		func(p *azkeys.KeyProperties) (VersionInfo, bool) {
 			if p.KID == nil {
@@ -215,7 +273,7 @@ func (c *SDKClient) KeyVersions(ctx context.Context, name string) ([]VersionInfo
 
 // CertificateVersions lists every version of a certificate.
 func (c *SDKClient) CertificateVersions(ctx context.Context, name string) ([]VersionInfo, error) {
-	return listVersions(ctx, c.certs.NewListCertificatePropertiesVersionsPager(name, nil),
+	return listPages(ctx, c.certs.NewListCertificatePropertiesVersionsPager(name, nil),
 		func(r azcertificates.ListCertificatePropertiesVersionsResponse) []*azcertificates.CertificateProperties {
 			return r.Value
 		},
@@ -231,9 +289,39 @@ func (c *SDKClient) CertificateVersions(ctx context.Context, name string) ([]Ver
 		})
 }
 
-// listVersions pages through a version list; info reads one item (false skips it).
-func listVersions[R, P any](ctx context.Context, pager *runtime.Pager[R], items func(R) []*P, info func(*P) (VersionInfo, bool)) ([]VersionInfo, error) {
-	var out []VersionInfo
+// ListSecrets lists every secret of the vault.
+func (c *SDKClient) ListSecrets(ctx context.Context) ([]ObjectInfo, error) {
+	return listPages(ctx, c.secrets.NewListSecretPropertiesPager(nil),
+		func(r azsecrets.ListSecretPropertiesResponse) []*azsecrets.SecretProperties { return r.Value },
+		func(p *azsecrets.SecretProperties) (ObjectInfo, bool) {
+			if p.ID == nil || p.ID.Name() == "" {
+				return ObjectInfo{}, false
+			}
+			return ObjectInfo{Name: p.ID.Name(), ContentType: deref(p.ContentType), Attributes: attributesOf(p.Attributes, p.Tags)}, true
+		})
+}
+
+// ListCertificates lists every certificate of the vault.
+func (c *SDKClient) ListCertificates(ctx context.Context) ([]ObjectInfo, error) {
+	return listPages(ctx, c.certs.NewListCertificatePropertiesPager(nil),
+		func(r azcertificates.ListCertificatePropertiesResponse) []*azcertificates.CertificateProperties {
+			return r.Value
+		},
+		func(p *azcertificates.CertificateProperties) (ObjectInfo, bool) {
+			if p.ID == nil || p.ID.Name() == "" {
+				return ObjectInfo{}, false
+			}
+			return ObjectInfo{Name: p.ID.Name(), Attributes: attributesOf(p.Attributes, p.Tags)}, true
+		})
+}
+
+// MaxListItems bounds what one list may return (a version list, or a vault's secrets or
+// certificates): past it the list fails rather than growing without end.
+const MaxListItems = 25000
+
+// listPages pages through a list; info reads one item (false skips it).
+func listPages[R, P, I any](ctx context.Context, pager *runtime.Pager[R], items func(R) []*P, info func(*P) (I, bool)) ([]I, error) {
+	var out []I
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
@@ -246,6 +334,9 @@ func listVersions[R, P any](ctx context.Context, pager *runtime.Pager[R], items 
 			if v, ok := info(p); ok {
 				out = append(out, v)
 			}
+		}
+		if len(out) > MaxListItems {
+			return nil, &Error{Kind: KindInvalidArgument, Detail: fmt.Sprintf("Key Vault listed more than %d items; the provider reads no more", MaxListItems)}
 		}
 	}
 	return out, nil
@@ -314,4 +405,9 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// sdkAttributes are the three SDK modules' attribute types, read alike.
+type sdkAttributes interface {
+	azsecrets.SecretAttributes | azkeys.KeyAttributes | azcertificates.CertificateAttributes
 }

@@ -38,3 +38,31 @@ func TestAbsentEnabledMeansEnabled(t *testing.T) {
 		}
 	}
 }
+
+// TestAttributesAndTags: a secret's attributes and tags are copied (nil attributes: none), and
+// the tags are a copy the SDK's value cannot change.
+func TestAttributesAndTags(t *testing.T) {
+	t.Parallel()
+	id := azsecrets.ID("https://kv.vault.azure.net/secrets/s/0123abcd")
+	value, team := "v", "payments"
+	nbf, exp := time.Unix(100, 0), time.Unix(200, 0)
+	f := false
+	s, err := secretOf(azsecrets.Secret{ID: &id, Value: &value, Tags: map[string]*string{"team": &team, "empty": nil},
+		Attributes: &azsecrets.SecretAttributes{Enabled: &f, NotBefore: &nbf, Expires: &exp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.Attributes
+	if a.Enabled == nil || *a.Enabled || !a.NotBefore.Equal(nbf) || !a.Expires.Equal(exp) || a.Created != nil ||
+		a.Tags["team"] != "payments" || a.Tags["empty"] != "" || len(a.Tags) != 2 {
+		t.Errorf("attributes %+v", a)
+	}
+	team = "changed"
+	if a.Tags["team"] != "payments" {
+		t.Error("tags alias the SDK's strings")
+	}
+	bare, err := secretOf(azsecrets.Secret{ID: &id, Value: &value})
+	if err != nil || bare.Attributes.Enabled != nil || bare.Attributes.Tags != nil {
+		t.Errorf("no attributes: %+v, %v", bare.Attributes, err)
+	}
+}

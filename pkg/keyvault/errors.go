@@ -49,6 +49,15 @@ type Error struct {
 func (e *Error) Error() string { return e.Detail }
 func (e *Error) Unwrap() error { return e.Err }
 
+// Disabled reports Key Vault's refusal to read a disabled object or version (403 with an inner
+// code such as SecretDisabled).
+func (e *Error) Disabled() bool {
+	return e.Status == http.StatusForbidden && strings.HasSuffix(strings.ToLower(e.Code), "disabled")
+}
+
+// Absent reports that the object is not there to read: absent, deleted, or disabled.
+func (e *Error) Absent() bool { return e.Kind == KindNotFound || e.Disabled() }
+
 // KindOf returns the kind of err, KindInternal when it has none.
 func KindOf(err error) Kind {
 	var e *Error

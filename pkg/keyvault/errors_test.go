@@ -100,3 +100,20 @@ func TestRequestKind(t *testing.T) {
 		}
 	}
 }
+
+func TestAbsent(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err            *Error
+		disabled, gone bool
+	}{
+		{&Error{Kind: KindNotFound, Status: 404, Code: "SecretNotFound"}, false, true},
+		{&Error{Kind: KindPermissionDenied, Status: 403, Code: "Forbidden/SecretDisabled"}, true, true},
+		{&Error{Kind: KindPermissionDenied, Status: 403, Code: "Forbidden/ForbiddenByRbac"}, false, false},
+		{&Error{Kind: KindUnavailable, Status: 503}, false, false},
+	} {
+		if tt.err.Disabled() != tt.disabled || tt.err.Absent() != tt.gone {
+			t.Errorf("%+v: Disabled %v Absent %v, want %v %v", tt.err, tt.err.Disabled(), tt.err.Absent(), tt.disabled, tt.gone)
+		}
+	}
+}

@@ -85,11 +85,12 @@ func newClientCache(o ClientCacheOptions, sharing SharingOptions, rec metrics.Re
 
 type newClientFunc func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error)
 
-// get returns the Key Vault client of cfg's identity for cfg's vault, building what is missing. A
-// workload identity token not yet accepted is first exchanged at Entra ID (one token request).
-func (c *clientCache) get(ctx context.Context, cfg config.MountConfig, env cloud.Environment, authOpts auth.Options, newClient newClientFunc) (keyvault.Client, error) {
+// get returns the Key Vault client of cfg's identity for the vault named vault, building what is
+// missing. A workload identity token not yet accepted is first exchanged at Entra ID (one token
+// request).
+func (c *clientCache) get(ctx context.Context, cfg config.MountConfig, vault string, env cloud.Environment, authOpts auth.Options, newClient newClientFunc) (keyvault.Client, error) {
 	key := auth.CacheKey(cfg.Identity, cfg.TenantID, env)
-	vaultURL := env.VaultURL(cfg.VaultName)
+	vaultURL := env.VaultURL(vault)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()

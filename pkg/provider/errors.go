@@ -45,9 +45,14 @@ func (e *MountError) Error() string {
 	}
 	parts := make([]string, len(e.Objects))
 	for i, oe := range e.Objects {
-		parts[i] = fmt.Sprintf("get %s in vault %q: %s%s", oe.Object.Describe(), c.VaultName, oe.Err.Detail, hint(oe.Err, oe.Object, c))
+		parts[i] = oe.Message(c)
 	}
 	return fmt.Sprintf("%d of %d objects failed for %s: %s", len(e.Objects), len(c.Objects), who, strings.Join(parts, " | "))
+}
+
+// Message is the object's part of the error of mount c: the read that failed, why, and what to do.
+func (oe ObjectError) Message(c config.MountConfig) string {
+	return fmt.Sprintf("get %s in vault %q: %s%s", oe.Object.Describe(), c.Vault(oe.Object), oe.Err.Detail, hint(oe.Err, oe.Object, c))
 }
 
 // roles are the built-in roles and access-policy permissions that allow reading each object type.
@@ -55,6 +60,20 @@ var roles = map[config.ObjectType]struct{ role, permission string }{
 	config.TypeSecret: {"Key Vault Secrets User", "secrets get"},
 	config.TypeKey:    {"Key Vault Crypto User", "keys get"},
 	config.TypeCert:   {"Key Vault Certificate User", "certificates get"},
+}
+
+// Access is what an identity needs on the vault to read o: the built-in role (RBAC), or the
+// permissions in the vault's access policy. ok is false for an object type without a role.
+func Access(o config.Object) (role, permissions string, ok bool) {
+	r, ok := roles[o.Type]
+	if !ok {
+		return "", "", false
+	}
+	permissions = r.permission
+	if o.History > 0 || o.Selection() {
+		permissions += " and list"
+	}
+	return r.role, permissions, true
 }
 
 // hint says what to change for a failure, given the object (zero for mount-level) and the mount.
@@ -65,21 +84,21 @@ func hint(e *keyvault.Error, o config.Object, c config.MountConfig) string {
 		if e.Code == codeTokenSubject {
 			return "" // the detail says what to change
 		}
-		if strings.Contains(strings.ToLower(e.Detail), "disabled") {
+		if e.Disabled() {
 			return "; this version is disabled: enable it in the vault or set objectVersion to an enabled version"
 		}
-		r, ok := roles[o.Type]
+		role, permissions, ok := Access(o)
 		if !ok {
 			return "; grant this identity a Key Vault data-plane role on the vault"
 		}
-		list := ""
-		if o.History > 0 {
-			list = " and list"
+		rbac := "RBAC"
+		if strings.HasSuffix(permissions, " and list") {
+			rbac = "RBAC; the role includes list"
 		}
-		return fmt.Sprintf("; grant %s the %q role on vault %q (RBAC), or the %s%s permission in the vault's access policy",
-			id, r.role, c.VaultName, r.permission, list)
+		return fmt.Sprintf("; grant %s the %q role on vault %q (%s), or the %s permission in the vault's access policy",
+			id, role, c.Vault(o), rbac, permissions)
 	case keyvault.KindNotFound:
-		return fmt.Sprintf("; check objectName, objectType and objectVersion: vault %q has no such %s", c.VaultName, o.Type)
+		return fmt.Sprintf("; check objectName, objectType and objectVersion: vault %q has no such %s", c.Vault(o), o.Type)
 	case keyvault.KindUnauthenticated:
 		return authHint(e, c)
 	case keyvault.KindUnavailable:

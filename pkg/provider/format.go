@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/rsa"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
@@ -38,6 +40,9 @@ type formatted struct {
 func formatSecret(s keyvault.Secret, o config.Object, constructChain bool) (formatted, error) {
 	value := s.Value
 	var out formatted
+	if s.CertificateBacked && o.JSONKey != "" {
+		return formatted{}, invalid("objectJSONKey is set but this secret holds a certificate (%s), not JSON; remove objectJSONKey", s.ContentType)
+	}
 	if s.CertificateBacked {
 		switch s.ContentType {
 		case contentTypePKCS12:
@@ -57,6 +62,27 @@ func formatSecret(s keyvault.Secret, o config.Object, constructChain bool) (form
 			return formatted{}, invalid("the certificate's secret has content type %q; only %s and %s can be mounted",
 				s.ContentType, contentTypePKCS12, contentTypePEM)
 		}
+	}
+	switch o.Format {
+	case config.FormatKey, config.FormatChain:
+		if !s.CertificateBacked {
+			return formatted{}, invalid("objectFormat %s needs a certificate's secret, but this is a plain secret; remove objectFormat or name a certificate", o.Format)
+		}
+		value = string(out.certPEM)
+		if o.Format == config.FormatKey {
+			if len(out.keyPEM) == 0 {
+				return formatted{}, invalid("objectFormat key: the certificate's secret holds no private key (it is not exportable); mount its chain or make the key exportable")
+			}
+			value = string(out.keyPEM)
+		}
+		out.splitable = false
+	}
+	if o.JSONKey != "" {
+		member, err := jsonMember(value, o.JSONKey)
+		if err != nil {
+			return formatted{}, err
+		}
+		value = member
 	}
 	contents, err := decode(value, o.Encoding)
 	if err != nil {
@@ -87,6 +113,24 @@ func decode(value, encoding string) ([]byte, error) {
 // pkcs12ToPEM decodes Key Vault's base64 PKCS#12 (empty password) into the private key as PKCS#8
 // PEM and the certificates as PEM, in stored order or ordered leaf to root.
 func pkcs12ToPEM(value string, constructChain bool) (keyPEM, certPEM []byte, err error) {
+	key, certs, err := decodePFX(value, constructChain)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, invalid("the certificate's private key cannot be written as PKCS#8 (%v)", err)
+	}
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	for _, c := range certs {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return keyPEM, certPEM, nil
+}
+
+// decodePFX decodes Key Vault's base64 PKCS#12 (empty password) into its private key and its
+// certificates, in stored order (DecodeChain keeps it) or ordered leaf to root.
+func decodePFX(value string, constructChain bool) (crypto.PrivateKey, []*x509.Certificate, error) {
 	pfx, err := base64.StdEncoding.DecodeString(value)
 	if err != nil {
 		return nil, nil, invalid("the certificate's secret is not base64 PKCS#12 as its content type says")
@@ -95,22 +139,18 @@ func pkcs12ToPEM(value string, constructChain bool) (keyPEM, certPEM []byte, err
 		return nil, nil, invalid("the certificate's PKCS#12 %v; re-import the certificate into Key Vault", err)
 	}
 	key, leaf, cas, err := pkcs12.DecodeChain(pfx, "")
+	if err != nil && strings.Contains(err.Error(), "private key missing") {
+		return nil, nil, invalid("the certificate's PKCS#12 holds no private key (the certificate's key is not exportable); " +
+			"mount it as objectType cert for the certificate alone, or make the key exportable")
+	}
 	if err != nil {
 		return nil, nil, invalid("the certificate's PKCS#12 could not be decoded (%v)", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, invalid("the certificate's private key cannot be written as PKCS#8 (%v)", err)
-	}
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	certs := append([]*x509.Certificate{leaf}, cas...) // the stored order: DecodeChain keeps it
+	certs := append([]*x509.Certificate{leaf}, cas...)
 	if constructChain {
 		certs = orderChain(certs)
 	}
-	for _, c := range certs {
-		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return keyPEM, certPEM, nil
+	return key, certs, nil
 }
 
 // orderChain orders certificates leaf → intermediates → root by matching each certificate's

@@ -81,6 +81,17 @@ func (f *fakeVault) KeyVersions(context.Context, string) ([]keyvault.VersionInfo
 func (f *fakeVault) CertificateVersions(context.Context, string) ([]keyvault.VersionInfo, error) {
 	return nil, errors.New("not in the fake")
 }
+func (f *fakeVault) ListSecrets(context.Context) ([]keyvault.ObjectInfo, error) {
+	defer f.track()()
+	var out []keyvault.ObjectInfo
+	for name := range f.secrets {
+		out = append(out, keyvault.ObjectInfo{Name: name})
+	}
+	return out, nil
+}
+func (f *fakeVault) ListCertificates(context.Context) ([]keyvault.ObjectInfo, error) {
+	return nil, errors.New("not in the fake")
+}
 
 func newFakeProvider(f *fakeVault, o Options) (*Provider, *atomic.Int32) {
 	var clients atomic.Int32

@@ -46,6 +46,9 @@ type Service struct {
 	mounter  Mounter
 	defaults config.Defaults
 	observe  MountObserver
+	// memo keeps the parsed objects of recent SecretProviderClasses (rotation polls and replicas
+	// send the same objects parameter again and again).
+	memo *config.Memo
 	// MaxResponseBytes bounds the encoded MountResponse (--max-response-bytes).
 	MaxResponseBytes int
 }
@@ -55,7 +58,7 @@ func NewService(m Mounter, d config.Defaults, observe MountObserver) *Service {
 	if observe == nil {
 		observe = func(codes.Code, time.Duration) {}
 	}
-	return &Service{mounter: m, defaults: d, observe: observe, MaxResponseBytes: DefaultMaxResponseBytes}
+	return &Service{mounter: m, defaults: d, observe: observe, memo: config.NewMemo(0), MaxResponseBytes: DefaultMaxResponseBytes}
 }
 
 // Version reports the provider API version and this build.
@@ -67,7 +70,7 @@ func (s *Service) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.
 // every failed object.
 func (s *Service) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
 	start := time.Now()
-	cfg, err := config.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission(), s.defaults)
+	cfg, err := s.memo.Parse(req.GetAttributes(), req.GetSecrets(), req.GetPermission(), s.defaults)
 	if err != nil {
 		st := status.New(codes.InvalidArgument, "invalid SecretProviderClass parameters: "+flatten(err))
 		s.finish(cfg, st, start)

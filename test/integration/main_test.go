@@ -89,7 +89,7 @@ func run(m *testing.M) int {
 
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(fs)
-	_ = fs.Set("v", "4")
+	_ = fs.Set("v", "10") // the most verbose level: the log scan below covers every line the provider can write
 	_ = fs.Set("logtostderr", "false")
 	_ = fs.Set("stderrthreshold", "FATAL")
 	klog.SetOutput(&logs)
