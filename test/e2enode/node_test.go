@@ -91,7 +91,7 @@ func spc(ns, name string, objs []object, params map[string]string, secretObjects
 
 // podSpec is a workload container that prints the SHA-256 of every mounted file at start and
 // then sleeps; the test reads the files again with kubectl exec.
-func podSpec(sa, spcName, secretRef, extra string) string {
+func podSpec(sa, spcName, secretRef string) string {
 	ref := ""
 	if secretRef != "" {
 		ref = fmt.Sprintf("\n      nodePublishSecretRef: {name: %s}", secretRef)
@@ -102,14 +102,14 @@ containers:
   - name: app
     image: %s
     command: ["/bin/sh", "-c", "cd /mnt/secrets && sha256sum * && exec sleep 3600"]
-    volumeMounts: [{name: secrets, mountPath: /mnt/secrets, readOnly: true}]%s
+    volumeMounts: [{name: secrets, mountPath: /mnt/secrets, readOnly: true}]
 volumes:
   - name: secrets
     csi:
       driver: secrets-store.csi.k8s.io
       readOnly: true
       volumeAttributes: {secretProviderClass: %s}%s
-`, sa, workload, extra, spcName, ref)
+`, sa, workload, spcName, ref)
 }
 
 func indent(s, pad string) string {
@@ -300,7 +300,7 @@ spec:
   template:
     metadata: {labels: {app: wi}}
     spec:
-%s`, indent(podSpec("app", "kv", "", ""), "      ")))
+%s`, indent(podSpec("app", "kv", ""), "      ")))
 	// Request counts for a burst of 3 mounts: every object read once (shared between the
 	// replicas), and one Entra exchange per pod token (each pod's token is proved before it may
 	// share anything: see README "Trust"). The driver's rotation reconciler re-mounts every
@@ -364,11 +364,11 @@ func testOtherIdentities(t *testing.T, e env, kv *emulator.Emulator, objs []obje
 	want := expected(t, kv, objs)
 	e.apply(t, namespace("mi", "app", ""))
 	e.apply(t, spc("mi", "kv", objs, map[string]string{"useVMManagedIdentity": "true", "userAssignedIdentityID": miClientID}, ""))
-	e.apply(t, pod("mi", "app", podSpec("app", "kv", "", "")))
+	e.apply(t, pod("mi", "app", podSpec("app", "kv", "")))
 	e.apply(t, namespace("sp", "app", ""))
 	e.apply(t, fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: sp-creds, namespace: sp, labels: {secrets-store.csi.k8s.io/used: \"true\"}}\nstringData: {clientid: %s, clientsecret: %s}\n", spClientID, spSecret))
 	e.apply(t, spc("sp", "kv", objs, nil, ""))
-	e.apply(t, pod("sp", "app", podSpec("app", "kv", "sp-creds", "")))
+	e.apply(t, pod("sp", "app", podSpec("app", "kv", "sp-creds")))
 	for _, ns := range []string{"mi", "sp"} {
 		e.waitReady(t, ns, "wait", "--for=condition=Ready", "pod/app", "--timeout=2m")
 		checkPod(t, e, ns, "app", want, modes)
@@ -436,7 +436,7 @@ containers:
 func testDenied(t *testing.T, e env) {
 	e.apply(t, namespace("denied", "app", deniedClientID))
 	e.apply(t, spc("denied", "kv", []object{{name: "db-password", typ: "secret"}}, map[string]string{"clientID": deniedClientID}, ""))
-	e.apply(t, pod("denied", "app", podSpec("app", "kv", "", "")))
+	e.apply(t, pod("denied", "app", podSpec("app", "kv", "")))
 	var msg string
 	eventually(t, 2*time.Minute, "a FailedMount event on denied/app", func(ctx context.Context) error {
 		msgs, err := e.events(ctx, "denied", "app", "FailedMount")
@@ -473,7 +473,7 @@ func testProviderRestart(t *testing.T, e env, kv *emulator.Emulator, running []s
 	// serves the socket, and the kubelet retries them.
 	e.must(t, "delete", "pod", "-n", releaseNS, "-l", providerPods, "--wait=false")
 	for i := 0; i < 3; i++ {
-		e.apply(t, pod("restart", fmt.Sprintf("app-%d", i), podSpec("app", "kv", "", "")))
+		e.apply(t, pod("restart", fmt.Sprintf("app-%d", i), podSpec("app", "kv", "")))
 	}
 	start := time.Now()
 	for i := 0; i < 3; i++ {
@@ -510,7 +510,7 @@ func testUpgrade(t *testing.T, e env, kv *emulator.Emulator, running []string, o
 	for _, p := range running {
 		checkPod(t, e, "wi", p, want, modes)
 	}
-	e.apply(t, pod("wi", "after-upgrade", podSpec("app", "kv", "", "")))
+	e.apply(t, pod("wi", "after-upgrade", podSpec("app", "kv", "")))
 	e.waitReady(t, "wi", "wait", "--for=condition=Ready", "pod/after-upgrade", "--timeout=2m")
 	checkPod(t, e, "wi", "after-upgrade", want, modes)
 }
@@ -549,7 +549,7 @@ func testUninstall(t *testing.T, e env) {
 	if len(left) > 0 {
 		t.Errorf("helm uninstall left %v", left)
 	}
-	if out := strings.TrimSpace(e.must(t, "get", "pods", "-n", releaseNS, "-l", providerPods+"", "-o", "name")); out != "" {
+	if out := strings.TrimSpace(e.must(t, "get", "pods", "-n", releaseNS, "-l", providerPods, "-o", "name")); out != "" {
 		t.Errorf("provider pods left after uninstall: %s", out)
 	}
 }
