@@ -29,12 +29,33 @@ func TestVersionFlag(t *testing.T) {
 	}
 }
 
+func TestMaxProcs(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		args []string
+		want int
+	}{
+		{"", nil, DefaultMaxProcs},
+		{"", []string{"--max-procs", "3"}, 3},
+		{"", []string{"--max-procs", "0"}, 0},
+		{"4", nil, 0}, // the operator's GOMAXPROCS stays
+		{"4", []string{"--max-procs", "2"}, 2},
+	} {
+		t.Setenv("GOMAXPROCS", c.env)
+		o, err := parseFlags(c.args, &bytes.Buffer{})
+		if err != nil || o.MaxProcs != c.want {
+			t.Errorf("GOMAXPROCS=%q %q: MaxProcs %d (%v), want %d", c.env, c.args, o.MaxProcs, err, c.want)
+		}
+	}
+}
+
 func TestInvalidFlagsAreErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--endpoint", "/tmp/x.sock"},
 		{"--cloud-name", "Mars"},
 		{"--healthz-port", "70000"},
 		{"--parallel-fetches", "0"},
+		{"--max-procs", "-1"},
 		{"--max-selected-objects", "0"},
 		{"--max-selected-objects", "1001"},
 		{"--result-cache-ttl", "1m"},
@@ -82,6 +103,7 @@ func TestInvalidFlagsAreErrors(t *testing.T) {
 // TestUpstreamFlags: every flag of Azure's provider v1.8.2 (cmd/main.go, the --custom-user-agent
 // of its pkg/version, and klog's), each set to a value, parses into the matching option.
 func TestUpstreamFlags(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
 	o, err := parseFlags([]string{
 		"--endpoint=unix:///provider/azure.sock", "--log-format-json=true", "--enable-pprof=true", "--pprof-port=6061",
 		"--healthz-port=8990", "--healthz-path=/live", "--healthz-timeout=3s", "--metrics-backend=prometheus", "--prometheus-port=8899",
@@ -100,7 +122,7 @@ func TestUpstreamFlags(t *testing.T) {
 		PprofPort: 6061, WriteCertAndKeyInSeparateFiles: true, CloudName: "AzureUSGovernmentCloud", CustomUserAgent: "team-a/1.0 (aks)",
 		TokenProxyURL: "https://kubernetes.default.svc.cluster.local", SNIName: "a0b1c2.ests.aks",
 		Parallelism: 16, ResultCacheTTL: 10 * time.Second, VaultRateLimit: 200, VaultBurst: 400, MaxResponseBytes: 4 << 20,
-		MaxSelectedObjects: 100,
+		MaxSelectedObjects: 100, MaxProcs: DefaultMaxProcs,
 	}
 	if diff := cmp.Diff(want, o); diff != "" {
 		t.Errorf("options (-want +got):\n%s", diff)

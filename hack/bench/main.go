@@ -102,6 +102,13 @@ type cell struct {
 	rssKB              int
 	cpuPerMount        time.Duration // provider user+system CPU per warm mount
 	note               string
+	pair               pairRole
+}
+
+// pairRole places a cell in the --baseline pairs.
+type pairRole struct {
+	n        int // 1-based pair; 0 when not in a pair
+	baseline bool
 }
 
 // requests per mount, from the emulator's counters.
@@ -129,6 +136,7 @@ type variant struct {
 	args  []string
 	note  string
 	cells [][2]int // K, C
+	pair  pairRole
 }
 
 func run(bin, baseline string, pairs int, outFile string, kvLatency, tokenLatency time.Duration, minRounds, minWarm int) error {
@@ -157,9 +165,12 @@ func run(bin, baseline string, pairs int, outFile string, kvLatency, tokenLatenc
 		if baseline == "" {
 			break
 		}
-		for _, v := range []struct{ bin, note string }{{bin, "this build"}, {baseline, "baseline " + baseline}} {
+		for _, v := range []struct {
+			bin, note  string
+			isBaseline bool
+		}{{bin, "this build", false}, {baseline, "baseline " + baseline, true}} {
 			variants = append(variants, variant{bin: v.bin, args: append([]string{"--result-cache-ttl=0"}, noLimit...),
-				note: fmt.Sprintf("pair %d: %s", i+1, v.note), cells: [][2]int{{10, 1}, {10, 64}}})
+				note: fmt.Sprintf("pair %d: %s", i+1, v.note), cells: [][2]int{{10, 1}, {10, 64}}, pair: pairRole{i + 1, v.isBaseline}})
 		}
 	}
 	for i := range variants {
@@ -246,7 +257,7 @@ func run(bin, baseline string, pairs int, outFile string, kvLatency, tokenLatenc
 				prov.Stop()
 				return err
 			}
-			res.note = v.note
+			res.note, res.pair = v.note, v.pair
 			cells = append(cells, res)
 			fmt.Fprintf(os.Stderr, "K=%d C=%d %s done\n", kc[0], kc[1], v.note)
 		}
@@ -482,6 +493,46 @@ func report(w io.Writer, cells []cell, kvLatency, tokenLatency time.Duration, ro
 			c.coldReqs, c.warmReqs, float64(c.cpuPerMount)/float64(time.Millisecond), float64(c.rssKB)/1024, c.note)
 	}
 	tw.Flush()
+	reportPairs(w, cells)
+}
+
+// reportPairs prints, for each cell measured in --baseline pairs, how many times more CPU per warm
+// mount the baseline took: over all pairs (total against total) and the range of single pairs.
+func reportPairs(w io.Writer, cells []cell) {
+	type key struct{ k, c int }
+	type sums struct {
+		this, base time.Duration
+		ratios     []float64
+	}
+	byCell := map[key]*sums{}
+	var order []key
+	for _, c := range cells {
+		if c.pair.n == 0 || c.pair.baseline {
+			continue
+		}
+		for _, b := range cells {
+			if b.pair.n != c.pair.n || !b.pair.baseline || b.k != c.k || b.c != c.c || c.cpuPerMount <= 0 {
+				continue
+			}
+			kc := key{c.k, c.c}
+			if byCell[kc] == nil {
+				byCell[kc] = &sums{}
+				order = append(order, kc)
+			}
+			s := byCell[kc]
+			s.this += c.cpuPerMount
+			s.base += b.cpuPerMount
+			s.ratios = append(s.ratios, float64(b.cpuPerMount)/float64(c.cpuPerMount))
+		}
+	}
+	if len(order) > 0 {
+		fmt.Fprintln(w, "\nProvider CPU per warm mount, baseline / this build:")
+	}
+	for _, kc := range order {
+		s := byCell[kc]
+		fmt.Fprintf(w, "K=%d C=%d: %.2fx, total against total over %d pair(s) (%.2f-%.2fx in single pairs)\n", kc.k, kc.c,
+			float64(s.base)/float64(s.this), len(s.ratios), slices.Min(s.ratios), slices.Max(s.ratios))
+	}
 }
 
 func (r requests) String() string {

@@ -151,30 +151,35 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 
 	results := make([]objectResult, len(cfg.Objects))
 	sem := make(chan struct{}, p.opts.Parallelism)
-	var wg sync.WaitGroup
-	for i, o := range cfg.Objects {
+	fetch := func(i int, o config.Object) {
 		vault := cfg.Vault(o)
 		if err := clientErrs[vault]; err != nil {
 			results[i] = objectResult{err: err}
-			continue
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-				defer func() { // a panic here would end the process, and every mount in flight
-					if r := recover(); r != nil {
-						klog.ErrorS(nil, "panic while rendering an object", "object", o.ID(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-						results[i] = objectResult{err: &keyvault.Error{Kind: keyvault.KindInternal, Detail: "internal error in the provider (logged with its stack)"}}
-					}
-				}()
-				results[i] = p.fetchObject(ctx, clients[vault], vault, o)
-			case <-ctx.Done():
-				results[i] = objectResult{err: keyvault.AsError(ctx.Err())}
-			}
-		}()
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+			defer func() { // a panic here would end the process, and every mount in flight
+				if r := recover(); r != nil {
+					klog.ErrorS(nil, "panic while rendering an object", "object", o.ID(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					results[i] = objectResult{err: &keyvault.Error{Kind: keyvault.KindInternal, Detail: "internal error in the provider (logged with its stack)"}}
+				}
+			}()
+			results[i] = p.fetchObject(ctx, clients[vault], vault, o)
+		case <-ctx.Done():
+			results[i] = objectResult{err: keyvault.AsError(ctx.Err())}
+		}
+	}
+	// The last object is read on this goroutine, the others on one each: a mount of one object
+	// starts no goroutine.
+	var wg sync.WaitGroup
+	n := len(cfg.Objects)
+	for i := 0; i < n-1; i++ {
+		wg.Go(func() { fetch(i, cfg.Objects[i]) })
+	}
+	if n > 0 {
+		fetch(n-1, cfg.Objects[n-1])
 	}
 	wg.Wait()
 

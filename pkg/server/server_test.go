@@ -83,16 +83,23 @@ func (s stubMounter) Mount(context.Context, config.MountConfig) (provider.Result
 	return provider.Result{Files: []provider.File{{Path: "a", Mode: 0o600, Contents: []byte("x")}}}, s.err
 }
 
-func TestHealthz(t *testing.T) {
-	t.Parallel()
-	socket := filepath.Join(t.TempDir(), "azure.sock")
+// serve runs the provider's gRPC server for m on a socket of its own until the test ends.
+func serve(t *testing.T, m Mounter) (socket string, g *GRPC) {
+	t.Helper()
+	socket = filepath.Join(t.TempDir(), "azure.sock")
 	l, err := Listen("unix://" + socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := NewGRPC(NewService(stubMounter{}, config.Defaults{}, nil))
+	g = NewGRPC(NewService(m, config.Defaults{}, nil))
 	go func() { _ = g.Server.Serve(l) }()
-	defer g.Server.Stop()
+	t.Cleanup(g.Server.Stop)
+	return socket, g
+}
+
+func TestHealthz(t *testing.T) {
+	t.Parallel()
+	socket, g := serve(t, stubMounter{})
 
 	srv, hl, err := Healthz("127.0.0.1:0", "/healthz", "unix://"+socket, 2*time.Second)
 	if err != nil {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,14 +34,7 @@ func (p *panicOnce) Mount(context.Context, config.MountConfig) (provider.Result,
 // Internal and the next mount on the same connection succeeds.
 func TestPanicIsInternalAndServingGoesOn(t *testing.T) {
 	t.Parallel()
-	socket := filepath.Join(t.TempDir(), "azure.sock")
-	l, err := Listen("unix://" + socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := NewGRPC(NewService(&panicOnce{}, config.Defaults{}, nil))
-	go func() { _ = g.Server.Serve(l) }()
-	defer g.Server.Stop()
+	socket, _ := serve(t, &panicOnce{})
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
