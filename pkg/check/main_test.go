@@ -54,9 +54,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer em.Close()
-	caFile := filepath.Join(dir, "ca.pem")
 	cloudEnvFile = filepath.Join(dir, "cloud.json")
-	if err := em.WriteCA(caFile); err != nil {
+	if err := em.PointProcessAt(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -64,11 +63,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// What an operator sets to reach the emulator, and an Azure CLI that is logged in as the
-	// operator (first on PATH; azidentity runs "az account get-access-token" through /bin/sh).
+	// An Azure CLI that is logged in as the operator (first on PATH; azidentity runs
+	// "az account get-access-token" through /bin/sh).
 	bin := filepath.Join(dir, "bin")
-	for k, v := range map[string]string{"SSL_CERT_FILE": caFile, "HTTPS_PROXY": em.ProxyURL(), "HTTP_PROXY": em.ProxyURL(), "NO_PROXY": "",
-		"PATH": bin + string(os.PathListSeparator) + os.Getenv("PATH"), "AZURE_CLIENT_ID": ""} {
+	for k, v := range map[string]string{"PATH": bin + string(os.PathListSeparator) + os.Getenv("PATH"), "AZURE_CLIENT_ID": ""} {
 		if err := os.Setenv(k, v); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -346,6 +346,23 @@ func (e *Emulator) KeyVaultDNSSuffix() string { return e.suffix }
 // WriteCA writes the CA certificate PEM to path (mode 0644), atomically.
 func (e *Emulator) WriteCA(path string) error { return writeFileAtomic(path, e.ca.CertPEM(), 0o644) }
 
+// PointProcessAt makes this process reach the emulator as an operator points the provider's
+// container at a proxy: it writes the CA to dir/ca.pem and sets SSL_CERT_FILE to it, HTTPS_PROXY
+// and HTTP_PROXY to ProxyURL() and NO_PROXY to nothing. Call it before the process makes its first
+// HTTPS request: Go reads these once.
+func (e *Emulator) PointProcessAt(dir string) error {
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := e.WriteCA(caFile); err != nil {
+		return err
+	}
+	for k, v := range map[string]string{"SSL_CERT_FILE": caFile, "HTTPS_PROXY": e.ProxyURL(), "HTTP_PROXY": e.ProxyURL(), "NO_PROXY": ""} {
+		if err := os.Setenv(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // WriteCloudEnv writes an AzureStackCloud environment file (go-autorest
 // Environment field names) whose Entra endpoint is URL() and whose Key
 // Vault suffix is the seed's custom suffix.

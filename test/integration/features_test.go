@@ -113,10 +113,7 @@ func TestJSONKey(t *testing.T) {
 		"objectName: app-config\nobjectType: secret\nobjectAlias: whole.json",
 	)
 	em.ResetCounters()
-	resp, err := mount(t, c, r)
-	if err != nil {
-		t.Fatalf("Mount: %v", err)
-	}
+	resp := mustMount(t, c, r)
 	wantFiles(t, resp, map[string]string{
 		"db-password": jsonDBPass,
 		"api-token":   jsonToken,
@@ -181,10 +178,7 @@ func TestOptional(t *testing.T) {
 		"objectName: nocert\nobjectType: cert\nobjectOptional: \"true\"",
 	)
 	em.ResetCounters()
-	resp, err := mount(t, c, r)
-	if err != nil {
-		t.Fatalf("Mount: %v", err)
-	}
+	resp := mustMount(t, c, r)
 	wantFiles(t, resp, map[string]string{"plain": plainValue}, nil)
 	if got, want := versionsOf(resp), []string{"secret/plain=" + latestSecretVersion(t, "plain")}; !cmp.Equal(got, want) {
 		t.Errorf("object versions %v, want %v", got, want)
@@ -202,7 +196,7 @@ func TestOptional(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = em.DeleteSecret(vault, "later") })
-	resp, err = mount(t, c, r)
+	resp, err := mount(t, c, r)
 	if err != nil {
 		t.Fatalf("Mount after the optional secret appeared: %v", err)
 	}
@@ -242,10 +236,7 @@ func TestFormatKeyAndChain(t *testing.T) {
 		"objectName: web-partial\nobjectType: secret\nobjectFormat: chain",
 	)
 	em.ResetCounters()
-	resp, err := mount(t, c, r)
-	if err != nil {
-		t.Fatalf("Mount: %v", err)
-	}
+	resp := mustMount(t, c, r)
 	pfxKey, pfxCerts := chainPEM(t, certMaterial(t, "web-pfx"))
 	pemMat := certMaterial(t, "web-pem")
 	pemKey, pemCerts := splitPEM(t, pemMat.SecretValue)
@@ -312,10 +303,7 @@ func TestMetadata(t *testing.T) {
 		"objectName: web-pfx\nobjectType: secret\nobjectFormat: metadata\nobjectAlias: meta/web-secret.json",
 	)
 	em.ResetCounters()
-	resp, err := mount(t, c, r)
-	if err != nil {
-		t.Fatalf("Mount: %v", err)
-	}
+	resp := mustMount(t, c, r)
 	if diff := cmp.Diff(map[string]int64{"secret": 2, "key": 1, "certificate": 1}, em.Counters().KeyVaultGets); diff != "" {
 		t.Errorf("Key Vault GETs (-want +got):\n%s", diff)
 	}
@@ -435,10 +423,7 @@ func TestObjectVault(t *testing.T) {
 		"objectName: plain\nobjectType: secret\nkeyvaultName: "+vault+"\nobjectAlias: a/plain",
 	)
 	em.ResetCounters()
-	resp, err := mount(t, c, r)
-	if err != nil {
-		t.Fatalf("Mount: %v", err)
-	}
+	resp := mustMount(t, c, r)
 	got := files(resp)
 	if string(got["plain"].GetContents()) != plainValue || string(got["a/plain"].GetContents()) != plainValue ||
 		string(got["b/plain"].GetContents()) != plainValueB || !strings.Contains(string(got["b/plain.meta"].GetContents()), `"vault": "`+vaultB+`"`) {
@@ -485,10 +470,7 @@ func TestSelection(t *testing.T) {
 		"objectNamePrefix: app-\nobjectTags: team=payments\nobjectType: cert\nobjectAlias: certs",
 	)
 	em.ResetCounters()
-	resp, err := mount(t, c, r)
-	if err != nil {
-		t.Fatalf("Mount: %v", err)
-	}
+	resp := mustMount(t, c, r)
 	cm, err := em.Certificate(vaultB, "app-cert", "")
 	if err != nil {
 		t.Fatal(err)
@@ -599,10 +581,7 @@ func TestPFXPassword(t *testing.T) {
 		"objectName: web-pem\nobjectType: secret\nobjectFormat: pfx\nobjectPFXPasswordSecret: pfx-pass\nobjectAlias: pem.p12.b64",
 	)
 	em.ResetCounters()
-	resp, err := mount(t, c, r)
-	if err != nil {
-		t.Fatalf("Mount: %v", err)
-	}
+	resp := mustMount(t, c, r)
 	if diff := cmp.Diff(map[string]int64{"secret": 3}, em.Counters().KeyVaultGets); diff != "" {
 		t.Errorf("GETs for 2 certificates and their one password secret (-want +got):\n%s", diff)
 	}

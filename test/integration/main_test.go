@@ -74,17 +74,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer em.Close()
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := em.WriteCA(caFile); err != nil {
+	// What an operator sets on the provider's container.
+	if err := em.PointProcessAt(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
-	}
-	// What an operator sets on the provider's container: Go reads these once, on first use.
-	for k, v := range map[string]string{"SSL_CERT_FILE": caFile, "HTTPS_PROXY": em.ProxyURL(), "HTTP_PROXY": em.ProxyURL(), "NO_PROXY": ""} {
-		if err := os.Setenv(k, v); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
 	}
 
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
@@ -218,6 +211,16 @@ func mount(t *testing.T, c v1alpha1.CSIDriverProviderClient, r mountRequest) (*v
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return c.Mount(ctx, r.build(t))
+}
+
+// mustMount mounts r and ends the test if the mount fails.
+func mustMount(t *testing.T, c v1alpha1.CSIDriverProviderClient, r mountRequest) *v1alpha1.MountResponse {
+	t.Helper()
+	resp, err := mount(t, c, r)
+	if err != nil {
+		t.Fatalf("Mount: %v", err)
+	}
+	return resp
 }
 
 // files indexes a response by path.

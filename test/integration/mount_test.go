@@ -269,10 +269,7 @@ func TestAuthModes(t *testing.T) {
 				for k, v := range route.params {
 					r.params[k] = v
 				}
-				resp, err := mount(t, c, r)
-				if err != nil {
-					t.Fatalf("Mount: %v", err)
-				}
+				resp := mustMount(t, c, r)
 				if f := files(resp)["plain"]; f == nil || string(f.GetContents()) != plainValue {
 					t.Errorf("files = %v", resp.GetFiles())
 				}

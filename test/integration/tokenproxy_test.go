@@ -74,10 +74,7 @@ func TestIdentityBindingMounts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := startProvider(t, provider.Options{Auth: auth.Options{Retry: fastRetry, TokenProxyURL: p.URL(), TokenProxySNI: tt.sni, TokenProxyCAFile: ca}})
 			before := len(p.Requests())
-			resp, err := mount(t, c, ibRequest(t, miUser))
-			if err != nil {
-				t.Fatalf("Mount: %v", err)
-			}
+			resp := mustMount(t, c, ibRequest(t, miUser))
 			if f := files(resp)["plain"]; f == nil || string(f.GetContents()) != plainValue {
 				t.Errorf("files = %v", resp.GetFiles())
 			}
