@@ -166,7 +166,7 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 					results[i] = objectResult{err: &keyvault.Error{Kind: keyvault.KindInternal, Detail: "internal error in the provider (logged with its stack)"}}
 				}
 			}()
-			results[i] = p.fetchObject(ctx, clients[vault], vault, o)
+			results[i] = p.fetchObject(ctx, cfg, clients[vault], vault, o)
 		case <-ctx.Done():
 			results[i] = objectResult{err: keyvault.AsError(ctx.Err())}
 		}
@@ -246,9 +246,9 @@ type objectResult struct {
 }
 
 // fetchObject reads one object: one version, or the newest History enabled versions.
-func (p *Provider) fetchObject(ctx context.Context, client keyvault.Client, vault string, o config.Object) objectResult {
+func (p *Provider) fetchObject(ctx context.Context, cfg config.MountConfig, client keyvault.Client, vault string, o config.Object) objectResult {
 	if o.Selection() {
-		return p.fetchSelection(ctx, client, vault, o)
+		return p.fetchSelection(ctx, cfg, client, vault, o)
 	}
 	if o.History == 0 {
 		files, version, err := p.fetchVersion(ctx, client, vault, o, o.Version, o.FileName(), true)

@@ -20,7 +20,7 @@ const DefaultMaxSelectedObjects = 100
 // fetchSelection lists the vault's secrets or certificates (every page), keeps the enabled,
 // current ones that o matches, and reads each as if it were named in its own entry. A match that
 // vanished between the list and its read is left out; any other failure fails the selection.
-func (p *Provider) fetchSelection(ctx context.Context, client keyvault.Client, vault string, o config.Object) objectResult {
+func (p *Provider) fetchSelection(ctx context.Context, cfg config.MountConfig, client keyvault.Client, vault string, o config.Object) objectResult {
 	var list []keyvault.ObjectInfo
 	var err error
 	if o.Type == config.TypeCert {
@@ -60,7 +60,7 @@ func (p *Provider) fetchSelection(ctx context.Context, client keyvault.Client, v
 			select {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
-				results[i] = p.fetchObject(ctx, client, vault, o.Match(name))
+				results[i] = p.fetchObject(ctx, cfg, client, vault, o.Match(name))
 			case <-ctx.Done():
 				results[i] = objectResult{err: keyvault.AsError(ctx.Err())}
 			}

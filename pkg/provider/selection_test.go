@@ -42,7 +42,7 @@ func TestFetchSelection(t *testing.T) {
 	}}
 	p := New(Options{})
 	sel := config.Object{Type: config.TypeSecret, Tags: prod, Alias: "sel", Format: config.FormatPEM, Encoding: config.EncodingUTF8, Mode: 0o440}
-	r := p.fetchSelection(context.Background(), v, "kv", sel)
+	r := p.fetchSelection(context.Background(), config.MountConfig{}, v, "kv", sel)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -59,11 +59,11 @@ func TestFetchSelection(t *testing.T) {
 	}
 
 	capped := New(Options{MaxSelectedObjects: 2})
-	if r := capped.fetchSelection(context.Background(), v, "kv", sel); r.err == nil || !strings.Contains(r.err.Error(), "matches 4 objects, more than the 2 allowed") {
+	if r := capped.fetchSelection(context.Background(), config.MountConfig{}, v, "kv", sel); r.err == nil || !strings.Contains(r.err.Error(), "matches 4 objects, more than the 2 allowed") {
 		t.Errorf("cap: %v", r.err)
 	}
 	hostile := &listVault{items: []keyvault.ObjectInfo{{Name: ".."}}}
-	if r := p.fetchSelection(context.Background(), hostile, "kv", config.Object{Type: config.TypeSecret, NamePrefix: "a"}); r.err == nil ||
+	if r := p.fetchSelection(context.Background(), config.MountConfig{}, hostile, "kv", config.Object{Type: config.TypeSecret, NamePrefix: "a"}); r.err == nil ||
 		!strings.Contains(r.err.Error(), `Key Vault listed an object named ".."`) {
 		t.Errorf("a listed name that is no object name: %v", r.err)
 	}

@@ -258,16 +258,8 @@ func throttled[T any](ctx context.Context, c *sharedClient, fetch func(context.C
 	var zero T
 	backoff := c.opts.ThrottleBackoff
 	for attempt := 1; ; attempt++ {
-		limiter := c.vault.probation
-		if c.proven.Load() {
-			limiter = c.vault.proven
-		}
-		if err := limiter.Wait(ctx); err != nil {
-			if ctx.Err() != nil {
-				return zero, keyvault.AsError(ctx.Err())
-			}
-			return zero, &keyvault.Error{Kind: keyvault.KindUnavailable, Err: err,
-				Detail: fmt.Sprintf("the provider's rate limit for this vault (%g reads/s) would delay this read past the driver's deadline", c.opts.VaultRateLimit)}
+		if err := c.wait(ctx); err != nil {
+			return zero, err
 		}
 		v, err := fetch(ctx)
 		kvErr := keyvault.AsError(err)
@@ -298,6 +290,24 @@ func throttled[T any](ctx context.Context, c *sharedClient, fetch func(context.C
 			return zero, keyvault.AsError(ctx.Err())
 		}
 	}
+}
+
+// wait takes one request's turn at the vault's rate limiter: the main budget once the identity is
+// proven, the probation budget before. It fails at once when the turn would come after ctx's
+// deadline.
+func (c *sharedClient) wait(ctx context.Context) error {
+	limiter := c.vault.probation
+	if c.proven.Load() {
+		limiter = c.vault.proven
+	}
+	if err := limiter.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return keyvault.AsError(ctx.Err())
+		}
+		return &keyvault.Error{Kind: keyvault.KindUnavailable, Err: err,
+			Detail: fmt.Sprintf("the provider's rate limit for this vault (%g reads/s) would delay this read past the driver's deadline", c.opts.VaultRateLimit)}
+	}
+	return nil
 }
 
 func (c *sharedClient) lookup(key string, nb time.Time) (any, bool) {
