@@ -51,14 +51,17 @@ test: vet test-deps ## Unit, integration and conformance tests with -race, then 
 # number of inputs, not a duration: with a duration, go1.26's fuzz coordinator can fail a clean run
 # with "context deadline exceeded" as the time runs out (golang/go#75804, fixed in go1.27). The
 # counts are about 30 s each on a 2-core machine here (FuzzParse ~11,000 inputs/s, FuzzFormatCert
-# ~900/s). -fuzzminimizetime 0: go would otherwise spend up to a minute minimizing every input that
-# finds new coverage; a failing input is still saved under testdata/fuzz, unminimized.
+# ~900/s, FuzzJSONKey ~2,000/s: its documents reach 25 KiB). -fuzzminimizetime 0: go would
+# otherwise spend up to a minute minimizing every input that finds new coverage; a failing input
+# is still saved under testdata/fuzz, unminimized.
 FUZZ_PARSE_INPUTS ?= 300000
 FUZZ_CERT_INPUTS ?= 25000
+FUZZ_JSONKEY_INPUTS ?= 60000
 .PHONY: fuzz
-fuzz: ## Fuzz the parameter parser and the certificate/key rendering (about 30 s each)
+fuzz: ## Fuzz the parameter parser, the certificate/key rendering and objectJSONKey (about 30 s each)
 	$(GO) test ./pkg/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE_INPUTS)x -fuzzminimizetime 0
 	$(GO) test ./pkg/provider -run '^$$' -fuzz '^FuzzFormatCert$$' -fuzztime $(FUZZ_CERT_INPUTS)x -fuzzminimizetime 0
+	$(GO) test ./pkg/provider -run '^$$' -fuzz '^FuzzJSONKey$$' -fuzztime $(FUZZ_JSONKEY_INPUTS)x -fuzzminimizetime 0
 
 .PHONY: demo
 demo: build ## Start the emulator and the provider, mount the sample vault as the driver would, print the files

@@ -396,6 +396,10 @@ func TestDaemonSetDefaults(t *testing.T) {
 		"--result-cache-ttl=10s",
 		"--vault-rate-limit=200",
 		"--vault-burst=400",
+		"--max-concurrent-mounts=16",
+		"--managed-identity-namespaces=*",
+		"--allow-managed-identity-selections=false",
+		"--healthz-bind-address=127.0.0.1",
 	}, c.Args)
 	diff(t, "image", "ghcr.io/akv-csi/provider:v0.1.0", c.Image)
 	diff(t, "ports", []m{
@@ -403,7 +407,7 @@ func TestDaemonSetDefaults(t *testing.T) {
 		{"name": "metrics", "containerPort": 8898, "protocol": "TCP"},
 	}, c.Ports)
 	diff(t, "livenessProbe", m{
-		"httpGet":             m{"path": "/healthz", "port": 8989},
+		"httpGet":             m{"host": "127.0.0.1", "path": "/healthz", "port": 8989},
 		"initialDelaySeconds": 5, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 3,
 	}, c.LivenessProbe)
 	diff(t, "container securityContext", m{
@@ -425,7 +429,7 @@ func TestDaemonSetDefaults(t *testing.T) {
 	}}}, pod.Affinity)
 	diff(t, "volumes", []m{{"name": "providers-dir", "hostPath": m{"path": "/var/run/secrets-store-csi-providers", "type": "DirectoryOrCreate"}}}, pod.Volumes)
 	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}}, c.VolumeMounts)
-	diff(t, "env", []m(nil), c.Env)
+	diff(t, "env", []m{{"name": "GOMEMLIMIT", "value": "241591910"}}, c.Env) // 90% of 256Mi
 	diff(t, "updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": 1}}, ds.Spec.UpdateStrategy)
 	for _, o := range objs {
 		if o.Kind == "ServiceAccount" {
@@ -464,6 +468,11 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"--result-cache-ttl=2500ms",
 		"--vault-rate-limit=50.5",
 		"--vault-burst=64",
+		"--max-concurrent-mounts=8",
+		"--managed-identity-namespaces=team-a,team-b",
+		"--allow-managed-identity-selections=true",
+		"--healthz-bind-address=0.0.0.0",
+		"--metrics-bind-address=10.1.2.3",
 		"--custom-user-agent=team-a/2",
 	}, c.Args)
 	diff(t, "hostNetwork", false, pod.HostNetwork)
@@ -485,6 +494,7 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"seccompProfile": m{"type": "RuntimeDefault"},
 	}, c.SecurityContext)
 	diff(t, "env", []m{
+		{"name": "GOMEMLIMIT", "value": "120795955"}, // 90% of 128Mi
 		{"name": "SSL_CERT_FILE", "value": "/etc/akv-provider/ca/ca.crt"},
 		{"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"},
 		{"name": "NO_PROXY", "value": "10.0.0.0/8,.svc,.cluster.local"},
@@ -533,6 +543,11 @@ func TestDaemonSetFromValues(t *testing.T) {
 		"--result-cache-ttl=2500ms",
 		"--vault-rate-limit=50.5",
 		"--vault-burst=64",
+		"--max-concurrent-mounts=8",
+		"--managed-identity-namespaces=team-a,team-b",
+		"--allow-managed-identity-selections=true",
+		"--healthz-bind-address=0.0.0.0",
+		"--metrics-bind-address=10.1.2.4",
 		"--custom-user-agent=team-a-win/2",
 	}, wc.Args)
 	diff(t, "windows hostNetwork", false, wp.HostNetwork)
@@ -545,7 +560,7 @@ func TestDaemonSetFromValues(t *testing.T) {
 	diff(t, "windows securityContext", m{"windowsOptions": m{"runAsUserName": "ContainerAdministrator"}}, wc.SecurityContext)
 	diff(t, "windows volumes", []m{{"name": "providers-dir", "hostPath": m{"path": `D:\csi\providers`, "type": "DirectoryOrCreate"}}}, wp.Volumes)
 	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}}, wc.VolumeMounts)
-	diff(t, "windows env", []m{{"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}}, wc.Env)
+	diff(t, "windows env", []m{{"name": "GOMEMLIMIT", "value": "377487360"}, {"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}}, wc.Env)
 	diff(t, "windows nodeSelector", m{"kubernetes.io/os": "windows"}, wp.NodeSelector)
 	diff(t, "windows automount", false, wp.AutomountServiceAccountToken)
 
@@ -745,6 +760,12 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"unknownTopLevel=1", "schema"},
 		{"caBundle.configMapName=a,caBundle.secretName=b", "set configMapName or secretName, not both"},
 		{"secrets-store-csi-driver.install=true,linux.providersDir=/other", "must equal linux.providersDir"},
+		// Two providers on one node would share one socket path.
+		{"linux.updateStrategy.rollingUpdate.maxSurge=1", "schema"},
+		{"windows.updateStrategy.rollingUpdate.maxSurge=10%", "schema"},
+		{"linux.hostNetwork=false,linux.healthzBindAddress=127.0.0.1", "reaches only with hostNetwork: true"},
+		{"maxConcurrentMounts=0", "schema"},
+		{"managedIdentity.namespaces={Team_A}", "schema"},
 		{`secrets-store-csi-driver.install=true,windows.enabled=true,secrets-store-csi-driver.windows.providersDir=C:\\k\\other`, "must equal windows.providersDir"},
 	}
 	for _, tc := range cases {
@@ -765,7 +786,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 	}
 	// Edge values that must still be accepted.
 	for _, set := range []string{"socketName=" + strings.Repeat("a", 30) + ".sock", "socketName=x-y_Z.sock", "linux.healthzTimeout=1m30s",
-		"metricsAddr=:9000", "metricsAddr=9000", "linux.hostNetwork=false", "linux.dnsPolicy=None", "linux.customUserAgent="} {
+		"metricsAddr=:9000", "metricsAddr=9000", "linux.hostNetwork=false", "linux.dnsPolicy=None", "linux.customUserAgent=",
+		"linux.updateStrategy.rollingUpdate.maxSurge=0", "managedIdentity.namespaces={*}"} {
 		if out, err := helmTemplate(t, "--set", set); err != nil {
 			t.Errorf("--set %s rejected:\n%s", set, out)
 		}
@@ -1463,6 +1485,10 @@ func TestUpstreamValues(t *testing.T) {
 		"--result-cache-ttl=10s",
 		"--vault-rate-limit=200",
 		"--vault-burst=400",
+		"--max-concurrent-mounts=16",
+		"--managed-identity-namespaces=*",
+		"--allow-managed-identity-selections=false",
+		"--healthz-bind-address=127.0.0.1",
 		"--custom-user-agent=contoso-aks/1.0 (cluster prod-1)",
 	}, c.Args)
 	diff(t, "image", "myacr.azurecr.io/oss/azure/secrets-store/provider-azure:v1.8.2", c.Image)
@@ -1472,7 +1498,7 @@ func TestUpstreamValues(t *testing.T) {
 		{"name": "metrics", "containerPort": 9797, "protocol": "TCP"},
 	}, c.Ports)
 	diff(t, "livenessProbe", m{
-		"httpGet":             m{"path": "/livez", "port": 9898},
+		"httpGet":             m{"host": "127.0.0.1", "path": "/livez", "port": 9898},
 		"initialDelaySeconds": 5, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 3,
 	}, c.LivenessProbe)
 	diff(t, "resources", m{"requests": m{"cpu": "20m", "memory": "60Mi"}, "limits": m{"cpu": "250m", "memory": "300Mi"}}, c.Resources)
@@ -1520,6 +1546,9 @@ func TestUpstreamValues(t *testing.T) {
 		"--result-cache-ttl=10s",
 		"--vault-rate-limit=200",
 		"--vault-burst=400",
+		"--max-concurrent-mounts=16",
+		"--managed-identity-namespaces=*",
+		"--allow-managed-identity-selections=false",
 		"--custom-user-agent=contoso-aks-win/1.0",
 	}, wc.Args)
 	diff(t, "windows image", "myacr.azurecr.io/oss/azure/secrets-store/provider-azure:v1.8.2-windows", wc.Image)
@@ -1568,6 +1597,38 @@ func TestUpstreamValues(t *testing.T) {
 // Helm's --set gives an empty string for `key=`; Azure's booleans read it as
 // false, so `--set windows.enabled=` must render without Windows (and not fail
 // "got string, want boolean").
+// TestMetricsOffAndNoManagedIdentity: metricsEnabled=false turns /metrics off (flag and port), and
+// managedIdentity.namespaces=[] passes an empty list (no namespace may use the node's identities).
+func TestMetricsOffAndNoManagedIdentity(t *testing.T) {
+	out, err := helmTemplate(t, "--set", "metricsEnabled=false", "--set-json", "managedIdentity.namespaces=[]")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	c := findDaemonSet(t, parse(t, out), release).Spec.Template.Spec.Containers[0]
+	for _, want := range []string{"--prometheus-port=0", "--managed-identity-namespaces="} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("args %q lack %s", c.Args, want)
+		}
+	}
+	diff(t, "ports", []m{{"name": "healthz", "containerPort": 8989, "protocol": "TCP"}}, c.Ports)
+}
+
+// TestMemoryLimitEnv: GOMEMLIMIT is 90% of the memory limit in bytes, or the whole limit through
+// the downward API when helm cannot read it as a whole number with a unit.
+func TestMemoryLimitEnv(t *testing.T) {
+	for limit, want := range map[string]m{
+		"256M":  {"name": "GOMEMLIMIT", "value": "230400000"},
+		"1Gi":   {"name": "GOMEMLIMIT", "value": "966367641"},
+		"0.5Gi": {"name": "GOMEMLIMIT", "valueFrom": m{"resourceFieldRef": m{"containerName": "provider", "resource": "limits.memory"}}},
+	} {
+		out, err := helmTemplate(t, "--set", "linux.resources.limits.memory="+limit)
+		if err != nil {
+			t.Fatalf("helm template: %v\n%s", err, out)
+		}
+		diff(t, "env with a "+limit+" limit", []m{want}, findDaemonSet(t, parse(t, out), release).Spec.Template.Spec.Containers[0].Env)
+	}
+}
+
 func TestUpstreamEmptyBooleans(t *testing.T) {
 	render := func(t *testing.T, args ...string) []object {
 		t.Helper()

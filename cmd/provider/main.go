@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +72,16 @@ type Options struct {
 	MaxSelectedObjects int
 	// MaxProcs is the GOMAXPROCS to set (--max-procs); 0 leaves Go's own choice.
 	MaxProcs int
+	// MaxConcurrentMounts bounds the mounts served at once (--max-concurrent-mounts).
+	MaxConcurrentMounts int
+	// ManagedIdentityNamespaces lists the namespaces that may use the node's managed identities
+	// (--managed-identity-namespaces); nil: every namespace.
+	ManagedIdentityNamespaces []string
+	// AllowManagedIdentitySelections lets selections list a vault with the node's managed identity.
+	AllowManagedIdentitySelections bool
+	// HealthzBindAddress and MetricsBindAddress are the hosts /healthz and /metrics listen on
+	// ("" every address).
+	HealthzBindAddress, MetricsBindAddress string
 }
 
 // DefaultMaxProcs is --max-procs' default. The provider waits on Key Vault almost all the time,
@@ -125,6 +137,14 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 		"most objects one objectNamePrefix/objectTags selection may match (past it the mount fails)")
 	fs.IntVar(&o.MaxResponseBytes, "max-response-bytes", server.DefaultMaxResponseBytes,
 		"largest MountResponse sent to the driver (keep it at most the driver's --max-call-recv-msg-size)")
+	fs.IntVar(&o.MaxConcurrentMounts, "max-concurrent-mounts", provider.DefaultMaxConcurrentMounts,
+		"mounts served at once; the others wait for a turn within the driver's deadline (bounds the provider's memory: see the README's Memory section)")
+	miNamespaces := fs.String("managed-identity-namespaces", "*",
+		"comma-separated namespaces whose pods may mount with the node's managed identities (useVMManagedIdentity); * every namespace (as Azure's provider), empty none")
+	fs.BoolVar(&o.AllowManagedIdentitySelections, "allow-managed-identity-selections", false,
+		"let objectNamePrefix/objectTags selections list a vault with the node's managed identity (off: they name objects)")
+	fs.StringVar(&o.HealthzBindAddress, "healthz-bind-address", "", "address /healthz listens on, such as 127.0.0.1 (empty: every address of the pod or, with host networking, of the node)")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", "", "address /metrics listens on (empty: every address of the pod or, with host networking, of the node)")
 	fs.IntVar(&o.MaxProcs, "max-procs", DefaultMaxProcs,
 		"GOMAXPROCS: goroutines running at once (0 keeps Go's choice: the GOMAXPROCS variable, else the CPUs or the cgroup's CPU limit)")
 	if err := fs.Parse(args); err != nil {
@@ -158,8 +178,26 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	if o.PrometheusPort < 0 || o.PrometheusPort > 65535 {
 		errs = append(errs, fmt.Errorf("--prometheus-port %d is not a port (0 disables /metrics)", o.PrometheusPort))
 	}
+	for _, a := range []struct{ flag, addr string }{{"--healthz-bind-address", o.HealthzBindAddress}, {"--metrics-bind-address", o.MetricsBindAddress}} {
+		if a.addr != "" && net.ParseIP(a.addr) == nil && a.addr != "localhost" {
+			errs = append(errs, fmt.Errorf("%s %q is not an IP address (or localhost)", a.flag, a.addr))
+		}
+	}
 	if o.PrometheusPort > 0 {
-		o.MetricsAddr = net.JoinHostPort("", strconv.Itoa(o.PrometheusPort))
+		o.MetricsAddr = net.JoinHostPort(o.MetricsBindAddress, strconv.Itoa(o.PrometheusPort))
+	}
+	if *miNamespaces != "*" {
+		o.ManagedIdentityNamespaces = []string{}
+		for _, ns := range strings.Split(*miNamespaces, ",") {
+			if ns = strings.TrimSpace(ns); ns == "*" {
+				errs = append(errs, fmt.Errorf("--managed-identity-namespaces: * allows every namespace and cannot be combined with names"))
+			} else if ns != "" {
+				o.ManagedIdentityNamespaces = append(o.ManagedIdentityNamespaces, ns)
+			}
+		}
+	}
+	if o.MaxConcurrentMounts < 1 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-mounts must be at least 1"))
 	}
 	if o.MaxResponseBytes < 1024 {
 		errs = append(errs, fmt.Errorf("--max-response-bytes %d is below 1024", o.MaxResponseBytes))
@@ -202,6 +240,15 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	return o, errors.Join(errs...)
 }
 
+// memoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT, which the chart sets from the
+// container's memory limit), or "none".
+func memoryLimit() string {
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		return strconv.FormatInt(l>>20, 10) + "MiB"
+	}
+	return "none"
+}
+
 // flagSet reports whether name was given on the command line.
 func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
@@ -226,7 +273,7 @@ func run(args []string, stdout io.Writer) error {
 		runtime.GOMAXPROCS(o.MaxProcs)
 	}
 	klog.InfoS("starting Azure Key Vault provider", "version", version.BuildVersion, "commit", version.GitCommit,
-		"endpoint", o.Endpoint, "gomaxprocs", runtime.GOMAXPROCS(0), "constructPEMChain", o.ConstructPEMChain, "writeCertAndKeyInSeparateFiles", o.WriteCertAndKeyInSeparateFiles)
+		"endpoint", o.Endpoint, "gomaxprocs", runtime.GOMAXPROCS(0), "memoryLimit", memoryLimit(), "constructPEMChain", o.ConstructPEMChain, "writeCertAndKeyInSeparateFiles", o.WriteCertAndKeyInSeparateFiles)
 
 	// Installed before the socket exists, so a stop request is never missed.
 	sig := make(chan os.Signal, 1)
@@ -246,6 +293,9 @@ func run(args []string, stdout io.Writer) error {
 		WriteCertAndKeyInSeparateFiles: o.WriteCertAndKeyInSeparateFiles,
 		Parallelism:                    o.Parallelism,
 		MaxSelectedObjects:             o.MaxSelectedObjects,
+		MaxConcurrentMounts:            o.MaxConcurrentMounts,
+		MaxMountBytes:                  o.MaxResponseBytes,
+		ManagedIdentity:                provider.ManagedIdentityPolicy{Namespaces: o.ManagedIdentityNamespaces, AllowSelections: o.AllowManagedIdentitySelections},
 		Auth: auth.Options{ApplicationID: "akv-csi-provider", PerCallPolicies: perCall,
 			TokenProxyURL: o.TokenProxyURL, TokenProxySNI: o.SNIName},
 		KeyVault: keyvault.Options{ApplicationID: "akv-csi-provider", PerCallPolicies: perCall},
@@ -261,7 +311,7 @@ func run(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g := server.NewGRPC(svc)
+	g := server.NewGRPC(svc, uint32(o.MaxConcurrentMounts)) //nolint:gosec // validated: 1 or more
 
 	var httpServers []*http.Server
 	var httpListeners []net.Listener
@@ -273,7 +323,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	if o.HealthzPort > 0 {
-		srv, l, err := server.Healthz(net.JoinHostPort("", strconv.Itoa(o.HealthzPort)), o.HealthzPath, o.Endpoint, o.HealthzTimeout)
+		srv, l, err := server.Healthz(net.JoinHostPort(o.HealthzBindAddress, strconv.Itoa(o.HealthzPort)), o.HealthzPath, listener, o.HealthzTimeout)
 		if err != nil {
 			return fail(err)
 		}

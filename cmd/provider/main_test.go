@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,6 +88,11 @@ func TestInvalidFlagsAreErrors(t *testing.T) {
 		{"--sni-name", "trailing.dot."},
 		{"--sni-name", "10.0.0.1"},
 		{"--sni-name", strings.Repeat("a", 64) + ".example"},
+		{"--max-concurrent-mounts", "0"},
+		{"--managed-identity-namespaces", "team-a,*"},
+		{"--healthz-bind-address", "node.example"},
+		{"--metrics-bind-address", "0.0.0.0:8898"},
+		{"--endpoint", "tcp://0.0.0.0:9000"},
 	} {
 		if _, err := parseFlags(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("%q accepted", args)
@@ -97,6 +103,25 @@ func TestInvalidFlagsAreErrors(t *testing.T) {
 		o.MetricsBackend != "Prometheus" || o.PrometheusPort != 8898 || o.MetricsAddr != ":8898" || o.EnablePprof || o.PprofPort != 6060 ||
 		o.CustomUserAgent != "" || o.TokenProxyURL != "" || o.SNIName != "" {
 		t.Errorf("defaults: %+v, %v", o, err)
+	}
+}
+
+// TestOwnFlags: this provider's own flags parse into their options.
+func TestOwnFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--max-concurrent-mounts=8", "--managed-identity-namespaces= team-a, kube-system ,", "--allow-managed-identity-selections",
+		"--healthz-bind-address=127.0.0.1", "--metrics-bind-address=::1", "--prometheus-port=8899"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.MaxConcurrentMounts != 8 || !o.AllowManagedIdentitySelections || o.HealthzBindAddress != "127.0.0.1" || o.MetricsAddr != "[::1]:8899" ||
+		!slices.Equal(o.ManagedIdentityNamespaces, []string{"team-a", "kube-system"}) {
+		t.Errorf("options: %+v", o)
+	}
+	if o, _ := parseFlags([]string{"--managed-identity-namespaces="}, &bytes.Buffer{}); o.ManagedIdentityNamespaces == nil || len(o.ManagedIdentityNamespaces) != 0 {
+		t.Errorf("an empty --managed-identity-namespaces = %#v, want an empty list (no namespace)", o.ManagedIdentityNamespaces)
+	}
+	if o, _ := parseFlags(nil, &bytes.Buffer{}); o.ManagedIdentityNamespaces != nil {
+		t.Errorf("the default --managed-identity-namespaces = %#v, want nil (every namespace, as Azure's provider)", o.ManagedIdentityNamespaces)
 	}
 }
 
@@ -122,7 +147,7 @@ func TestUpstreamFlags(t *testing.T) {
 		PprofPort: 6061, WriteCertAndKeyInSeparateFiles: true, CloudName: "AzureUSGovernmentCloud", CustomUserAgent: "team-a/1.0 (aks)",
 		TokenProxyURL: "https://kubernetes.default.svc.cluster.local", SNIName: "a0b1c2.ests.aks",
 		Parallelism: 16, ResultCacheTTL: 10 * time.Second, VaultRateLimit: 200, VaultBurst: 400, MaxResponseBytes: 4 << 20,
-		MaxSelectedObjects: 100, MaxProcs: DefaultMaxProcs,
+		MaxSelectedObjects: 100, MaxProcs: DefaultMaxProcs, MaxConcurrentMounts: 16,
 	}
 	if diff := cmp.Diff(want, o); diff != "" {
 		t.Errorf("options (-want +got):\n%s", diff)

@@ -50,6 +50,10 @@ func invalidCases() []invalidCase {
 	for i := range 11 {
 		histories = append(histories, fmt.Sprintf("objectName: s%d\nobjectType: secret\nobjectVersionHistory: 100", i))
 	}
+	var vaults []string
+	for i := range config.MaxVaults + 1 {
+		vaults = append(vaults, fmt.Sprintf("objectName: s%d\nobjectType: secret\nkeyvaultName: kv-other-%d", i, i))
+	}
 	var wide []string
 	for i := range config.MaxYAMLKeys + 1 {
 		wide = append(wide, fmt.Sprintf("k%d: v", i))
@@ -67,6 +71,7 @@ func invalidCases() []invalidCase {
 		// The vault, tenant and cloud.
 		{name: "no vault", params: map[string]string{config.KeyVaultName: "<delete>"}, want: "keyvaultName is required"},
 		{name: "vault name", params: map[string]string{config.KeyVaultName: "kv.evil.com"}, want: `keyvaultName "kv.evil.com" must be 3-24 characters`},
+		{name: "too many vaults", objects: vaults, want: "objects name 10 vaults (the mount's keyvaultName and each object's), more than the 8 allowed in one mount"},
 		{name: "no tenant", params: map[string]string{config.TenantIDLegacy: "<delete>"}, want: "tenantID is required"},
 		{name: "unknown cloud", params: map[string]string{config.CloudName: "AzureGermanCloud"}, want: `cloudName "AzureGermanCloud" is not one of`},
 		{name: "Azure Stack without its file", params: map[string]string{config.CloudName: "azurestackcloud"}, want: "cloudEnvFileName is required when cloudName is AzureStackCloud"},

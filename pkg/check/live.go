@@ -99,6 +99,14 @@ func newLiveRun(o Options) (*liveRun, error) {
 		// Reads are kept for the run: the objects of a mount that failed are mounted again
 		// alone, from what was read, to show their files.
 		Sharing: provider.SharingOptions{ResultTTL: o.Timeout + 5*time.Minute},
+		// With the operator's login, the identity the provider proves (one token request) and reads
+		// with is that login, not the pod's.
+		NewCredential: func(id config.Identity, tenantID string, env cloud.Environment, a *auth.Assertion, ao auth.Options) (azcore.TokenCredential, error) {
+			if l.login != nil {
+				return l.login, nil
+			}
+			return auth.NewCredential(id, tenantID, env, a, ao)
+		},
 		NewClient: func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error) {
 			if l.login != nil {
 				cred = l.login

@@ -364,6 +364,22 @@ func (c MountConfig) Vault(o Object) string {
 	return c.VaultName
 }
 
+// Vaults lists the distinct vaults the mount reads, the mount's own first.
+func (c MountConfig) Vaults() []string {
+	vaults := []string{c.VaultName}
+	for _, o := range c.Objects {
+		if v := c.Vault(o); !slices.Contains(vaults, v) {
+			vaults = append(vaults, v)
+		}
+	}
+	return vaults
+}
+
+// CanonicalVaultName is the one spelling of a vault name: Key Vault names are case-insensitive
+// (Kv-Int and kv-int are one vault), so everything keyed by a vault (its URL, the rate limiter,
+// proof of access, kept results) uses the lower-case name.
+func CanonicalVaultName(name string) string { return strings.ToLower(name) }
+
 // Defaults are the daemon-wide settings a SecretProviderClass may override.
 type Defaults struct {
 	CloudName string
@@ -375,9 +391,10 @@ var vaultNameRE = regexp.MustCompile(`^[-A-Za-z0-9]{3,24}$`)
 // requested item, so no SecretProviderClass can make the provider's memory or time grow past them.
 const (
 	// MaxAttributesBytes bounds the whole attributes JSON (every SecretProviderClass parameter
-	// plus what the driver adds; gRPC's default message limit) and MaxSecretsBytes the
-	// nodePublishSecretRef JSON.
-	MaxAttributesBytes = 4 << 20
+	// plus what the driver adds) and MaxSecretsBytes the nodePublishSecretRef JSON. A
+	// SecretProviderClass is a Kubernetes object, which etcd keeps under 1.5 MiB; 1 MiB of
+	// parameters is far more than any needs, and bounds what each of the concurrent mounts holds.
+	MaxAttributesBytes = 1 << 20
 	MaxSecretsBytes    = 64 << 10
 	// MaxObjectsBytes bounds the objects parameter; MaxParameterBytes every other parameter
 	// (the driver's service account tokens included).
@@ -389,6 +406,10 @@ const (
 	// object counts max(1, objectVersionHistory)).
 	MaxVersionHistory = 100
 	MaxFiles          = 1000
+	// MaxVaults bounds the distinct vaults of one mount (keyvaultName on objects): each is a Key
+	// Vault client of the mount's identity, with its own challenge, token and connections (about
+	// 15 KiB kept per vault and identity, 30 KiB per open connection).
+	MaxVaults = 8
 	// MaxAliasLength bounds objectAlias (Linux allows 255 bytes per path element).
 	MaxAliasLength = 255
 	// MaxJSONKeyLength bounds objectJSONKey (a key name or a JMESPath expression).
@@ -473,6 +494,8 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 		bad("%s is required", KeyVaultName)
 	case !vaultNameRE.MatchString(c.VaultName):
 		bad("%s %q must be 3-24 characters of letters, digits and '-'", KeyVaultName, truncate(c.VaultName, 64))
+	default:
+		c.VaultName = CanonicalVaultName(c.VaultName)
 	}
 	if c.TenantID == "" {
 		bad("%s is required (the Entra ID tenant of the vault)", TenantID)
@@ -499,6 +522,11 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 	objects, objectErrs := memo.objects(attrs[Objects], defaultMode)
 	c.Objects = objects
 	errs = append(errs, objectErrs...)
+	if len(objectErrs) == 0 {
+		if n := len(c.Vaults()); n > MaxVaults {
+			bad("%s name %d vaults (the mount's %s and each object's), more than the %d allowed in one mount: split the SecretProviderClass", Objects, n, KeyVaultName, MaxVaults)
+		}
+	}
 
 	if len(errs) > 0 {
 		return MountConfig{VaultName: truncate(c.VaultName, 64), Pod: Pod{
@@ -802,8 +830,12 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 	}
 	errs = append(errs, checkJSONKey(o)...)
 	errs = append(errs, parsePFXPassword(&o, e)...)
-	if o.VaultName != "" && !vaultNameRE.MatchString(o.VaultName) {
-		bad("%s %q must be 3-24 characters of letters, digits and '-'", KeyVaultName, truncate(o.VaultName, 64))
+	if o.VaultName != "" {
+		if vaultNameRE.MatchString(o.VaultName) {
+			o.VaultName = CanonicalVaultName(o.VaultName)
+		} else {
+			bad("%s %q must be 3-24 characters of letters, digits and '-'", KeyVaultName, truncate(o.VaultName, 64))
+		}
 	}
 	if v := strings.TrimSpace(e.ObjectOptional); v != "" {
 		b, err := strconv.ParseBool(v)

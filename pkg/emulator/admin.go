@@ -12,7 +12,10 @@ import (
 //	POST /admin/counters/reset
 //	GET  /admin/faults, PUT /admin/faults        (JSON Faults)
 //	POST /admin/vaults/{vault}/secrets/{name}    {"value","contentType","tags","enabled","notBefore","expires"} -> {"version"}
+//	POST /admin/vaults                           (JSON Vault, as in a seed) -> {"vault"}
+//	POST /admin/vaults/{vault}/bulk-secrets      (JSON BulkSecrets) -> {"added"}
 //	PUT  /admin/grants                           (JSON []Grant, replaces all)
+//	POST /admin/grants                           (JSON []Grant, added to those in force)
 //	GET  /admin/requests                         (JSON []RequestRecord, oldest first)
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
@@ -35,7 +38,7 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		e.SetFaults(f)
 		writeJSON(w, http.StatusOK, f)
-	case path == "/admin/grants" && r.Method == http.MethodPut:
+	case path == "/admin/grants" && (r.Method == http.MethodPut || r.Method == http.MethodPost):
 		var gs []Grant
 		dec := json.NewDecoder(r.Body)
 		dec.DisallowUnknownFields()
@@ -47,8 +50,40 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			adminError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		e.SetGrants(gs)
+		if r.Method == http.MethodPost {
+			e.AddGrants(gs...)
+		} else {
+			e.SetGrants(gs)
+		}
 		writeJSON(w, http.StatusOK, map[string]int{"grants": len(gs)})
+	case path == "/admin/vaults" && r.Method == http.MethodPost:
+		var v Vault
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil {
+			adminError(w, http.StatusBadRequest, "vault: "+err.Error())
+			return
+		}
+		if err := e.AddVault(v); err != nil {
+			adminError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"vault": v.Name})
+	case strings.HasPrefix(path, "/admin/vaults/") && strings.HasSuffix(path, "/bulk-secrets") && r.Method == http.MethodPost:
+		vault := strings.TrimSuffix(strings.TrimPrefix(path, "/admin/vaults/"), "/bulk-secrets")
+		var b BulkSecrets
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&b); err != nil {
+			adminError(w, http.StatusBadRequest, "bulk-secrets: "+err.Error())
+			return
+		}
+		n, err := e.AddSecrets(vault, b)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"added": n})
 	case strings.HasPrefix(path, "/admin/vaults/") && r.Method == http.MethodPost:
 		parts := strings.Split(strings.TrimPrefix(path, "/admin/vaults/"), "/")
 		if len(parts) != 3 || parts[1] != "secrets" {

@@ -51,7 +51,8 @@ type Emulator struct {
 	sps       map[string]*ServicePrincipal  // by lower-case client ID
 	tenants   map[string]bool               // lower-case tenants that exist
 
-	mu       sync.RWMutex // guards vaults and grants
+	mu       sync.RWMutex // guards the vaults' content and grants
+	vaultsMu sync.RWMutex // guards the vaults map itself (AddVault adds to it while requests read it)
 	vaults   map[string]*vaultState
 	grants   []Grant
 	miByID   map[string]*ManagedIdentity // client, object and resource IDs, lower case
@@ -65,6 +66,7 @@ type Emulator struct {
 	tlsSrv         *http.Server
 	proxySrv       *http.Server
 	tlsConfig      *tls.Config
+	decoy          *decoy
 	closeOnce      sync.Once
 	wg             sync.WaitGroup
 }
@@ -289,6 +291,10 @@ func (e *Emulator) listen(opts Options) error {
 			}
 		}()
 	}
+	if err := e.startDecoy(); err != nil {
+		_ = errors.Join(e.tlsSrv.Close(), e.proxySrv.Close(), e.connectLn.Close())
+		return err
+	}
 	e.logf("kv-emulator: listening on %s (TLS) and %s (proxy, managed identity, admin)", e.URL(), e.ProxyURL())
 	return nil
 }
@@ -319,7 +325,7 @@ func checkLoopback(addr string) error {
 func (e *Emulator) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
-		err = errors.Join(e.tlsSrv.Close(), e.proxySrv.Close(), e.connectLn.Close())
+		err = errors.Join(e.tlsSrv.Close(), e.proxySrv.Close(), e.connectLn.Close(), e.decoy.srv.Close())
 		e.wg.Wait()
 	})
 	return err
@@ -437,6 +443,13 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return nil
+}
+
+// AddGrants adds grants to those in force (SetGrants replaces them all).
+func (e *Emulator) AddGrants(grants ...Grant) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.grants = append(e.grants, grants...)
 }
 
 // SetGrants replaces all grants.

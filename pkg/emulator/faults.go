@@ -17,6 +17,14 @@ type Faults struct {
 	Unavailable        int           // next N Key Vault requests get 503
 	Drop               int           // next N Key Vault requests: connection closed, no response
 	TokenFailures      int           // next N token requests get 500
+	// ForeignNextLink: the next N list answers (any page of any list) carry a nextLink on another
+	// host, the decoy listener (DecoyURL), with the path and query the real link would have; a
+	// last page gets one too. A client that follows it sends the decoy its token.
+	ForeignNextLink int
+	// EmptyPages: the next N list requests get a page with no item whose nextLink is the request
+	// itself, so a client that follows it asks again (N large: endless). When N runs out, the list
+	// goes on from where it was.
+	EmptyPages int
 }
 
 type faultsJSON struct {
@@ -27,12 +35,14 @@ type faultsJSON struct {
 	Unavailable        int    `json:"unavailable,omitempty"`
 	Drop               int    `json:"drop,omitempty"`
 	TokenFailures      int    `json:"tokenFailures,omitempty"`
+	ForeignNextLink    int    `json:"foreignNextLink,omitempty"`
+	EmptyPages         int    `json:"emptyPages,omitempty"`
 }
 
 // MarshalJSON writes durations as strings.
 func (f Faults) MarshalJSON() ([]byte, error) {
 	j := faultsJSON{Throttle: f.Throttle, ThrottleRetryAfter: f.ThrottleRetryAfter, Unavailable: f.Unavailable,
-		Drop: f.Drop, TokenFailures: f.TokenFailures}
+		Drop: f.Drop, TokenFailures: f.TokenFailures, ForeignNextLink: f.ForeignNextLink, EmptyPages: f.EmptyPages}
 	if f.KeyVaultLatency != 0 {
 		j.KeyVaultLatency = f.KeyVaultLatency.String()
 	}
@@ -49,7 +59,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	out := Faults{Throttle: j.Throttle, ThrottleRetryAfter: j.ThrottleRetryAfter, Unavailable: j.Unavailable,
-		Drop: j.Drop, TokenFailures: j.TokenFailures}
+		Drop: j.Drop, TokenFailures: j.TokenFailures, ForeignNextLink: j.ForeignNextLink, EmptyPages: j.EmptyPages}
 	var err error
 	if j.KeyVaultLatency != "" {
 		if out.KeyVaultLatency, err = time.ParseDuration(j.KeyVaultLatency); err != nil {
@@ -61,7 +71,8 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("tokenLatency: %w", err)
 		}
 	}
-	if out.Throttle < 0 || out.Unavailable < 0 || out.Drop < 0 || out.TokenFailures < 0 || out.KeyVaultLatency < 0 || out.TokenLatency < 0 {
+	if out.Throttle < 0 || out.Unavailable < 0 || out.Drop < 0 || out.TokenFailures < 0 || out.KeyVaultLatency < 0 || out.TokenLatency < 0 ||
+		out.ForeignNextLink < 0 || out.EmptyPages < 0 {
 		return fmt.Errorf("faults must not be negative")
 	}
 	*f = out
@@ -75,10 +86,15 @@ type Counters struct {
 	Challenges            int64            `json:"challenges"`        // Key Vault 401s sent
 	KeyVaultGets          map[string]int64 `json:"keyVaultGets"`      // authenticated single GETs by "secret", "key", "certificate"
 	KeyVaultLists         map[string]int64 `json:"keyVaultLists"`     // authenticated list pages by type
+	KeyVaultListBytes     int64            `json:"keyVaultListBytes"` // bytes of the list pages served (bodies)
 	Throttled             int64            `json:"throttled"`         // 429s sent
 	Unavailable           int64            `json:"unavailable"`       // 503s sent
 	Dropped               int64            `json:"dropped"`           // connections dropped
 	TokenRequestsByClient map[string]int64 `json:"tokenRequestsByClient"`
+	// DecoyRequests counts the requests the decoy listener (DecoyURL) received, and
+	// DecoyAuthorizations those of them that carried an Authorization header (a leaked token).
+	DecoyRequests       int64 `json:"decoyRequests"`
+	DecoyAuthorizations int64 `json:"decoyAuthorizations"`
 }
 
 // KeyVaultGetsTotal sums KeyVaultGets over all types.
@@ -174,6 +190,31 @@ func (e *Emulator) takeKVFault() (kvFault, time.Duration, string) {
 		return faultUnavailable, f.KeyVaultLatency, ""
 	}
 	return faultNone, f.KeyVaultLatency, ""
+}
+
+// listFault is what to do with one list page.
+type listFault int
+
+const (
+	listNormal listFault = iota
+	listEmpty
+	listForeign
+)
+
+// takeListFault consumes one list fault, if any: EmptyPages first, then ForeignNextLink.
+func (e *Emulator) takeListFault() listFault {
+	e.stats.mu.Lock()
+	defer e.stats.mu.Unlock()
+	f := &e.stats.faults
+	switch {
+	case f.EmptyPages > 0:
+		f.EmptyPages--
+		return listEmpty
+	case f.ForeignNextLink > 0:
+		f.ForeignNextLink--
+		return listForeign
+	}
+	return listNormal
 }
 
 // takeTokenFault consumes one token failure, if any.

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -434,48 +433,26 @@ func (e *Emulator) listVersions(kr *kvRequest, typ, name string) {
 			items = append(items, keyItem(kr, obj, kv, true))
 		}
 	}
-	e.page(kr, items)
+	e.page(kr, len(items), func(i int) any { return items[i] })
 }
 
 // listObjects lists all objects of a type, each as its latest version
-// without the version in the id.
+// without the version in the id. Only the page's items are rendered.
 func (e *Emulator) listObjects(kr *kvRequest, typ string) {
-	var names []string
-	add := func(m map[string]bool) {
-		for n := range m {
-			names = append(names, n)
-		}
-	}
-	set := map[string]bool{}
-	for n := range kr.vault.certs {
-		set[n] = true
-	}
-	switch typ {
-	case "secret":
-		for n := range kr.vault.secrets {
-			set[n] = true
-		}
-	case "key":
-		for n := range kr.vault.keys {
-			set[n] = true
-		}
-	}
-	add(set)
-	sort.Strings(names)
-	items := []any{}
-	for _, n := range names {
+	names := kr.vault.sortedNames(typ)
+	e.page(kr, len(names), func(i int) any {
+		n := names[i]
 		if obj := kr.vault.certs[n]; obj != nil {
 			last, _ := latest(obj.versions)
-			items = append(items, e.certItem(kr, typ, obj, last, false))
+			return e.certItem(kr, typ, obj, last, false)
 		} else if obj := kr.vault.secrets[n]; obj != nil {
 			last, _ := latest(obj.versions)
-			items = append(items, secretItem(kr, obj.name, last, false))
-		} else if obj := kr.vault.keys[n]; obj != nil {
-			last, _ := latest(obj.versions)
-			items = append(items, keyItem(kr, obj, last, false))
+			return secretItem(kr, obj.name, last, false)
 		}
-	}
-	e.page(kr, items)
+		obj := kr.vault.keys[n]
+		last, _ := latest(obj.versions)
+		return keyItem(kr, obj, last, false)
+	})
 }
 
 func versionIf(withVersion bool, v string) string {
@@ -513,41 +490,61 @@ func (e *Emulator) certItem(kr *kvRequest, typ string, obj *certObj, cv *certVer
 	return map[string]any{"id": idOf(kr, "certificates", name, v), "x5t": x5t(cv), "attributes": certAttrs(cv), "tags": tags}
 }
 
-// page serves one page of items. The nextLink is absolute, on the host the
-// client used, and carries api-version, because the SDK follows it verbatim.
-func (e *Emulator) page(kr *kvRequest, items []any) {
+// page serves one page of a list of n items, rendering only its own. The
+// nextLink is absolute, on the host the client used, and carries
+// api-version, because the SDK follows it verbatim. The list faults apply
+// here: an empty page that points at itself, or a nextLink on the decoy.
+func (e *Emulator) page(kr *kvRequest, n int, item func(i int) any) {
 	q := kr.r.URL.Query()
 	size := 25
 	if s := q.Get("maxresults"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 25 {
+		m, err := strconv.Atoi(s)
+		if err != nil || m < 1 || m > 25 {
 			kvError(kr.w, http.StatusBadRequest, "BadParameter", "maxresults must be an integer between 1 and 25.", "")
 			return
 		}
-		size = n
+		size = m
 	}
 	if e.seed.PageSize > 0 {
 		size = e.seed.PageSize
 	}
+	if kr.vault.pageSize > 0 {
+		size = kr.vault.pageSize
+	}
 	start := 0
 	if tok := q.Get("$skiptoken"); tok != "" {
-		n, ok := parseSkipToken(tok)
+		m, ok := parseSkipToken(tok)
 		if !ok {
 			kvError(kr.w, http.StatusBadRequest, "BadParameter", "The $skiptoken is invalid.", "")
 			return
 		}
-		start = min(n, len(items))
+		start = min(m, n)
 	}
-	end := min(start+size, len(items))
+	fault := e.takeListFault()
+	if fault == listEmpty {
+		written := writeJSONSize(kr.w, http.StatusOK, map[string]any{"value": []any{}, "nextLink": kr.base + kr.r.URL.RequestURI()})
+		e.stats.update(func(c *Counters) { c.KeyVaultListBytes += int64(written) })
+		return
+	}
+	end := min(start+size, n)
 	var next any // JSON null ends the list
-	if end < len(items) {
+	if end < n || fault == listForeign {
 		nq := url.Values{}
 		nq.Set("api-version", q.Get("api-version"))
 		nq.Set("$skiptoken", skipToken(end))
 		nq.Set("maxresults", strconv.Itoa(size))
-		next = kr.base + kr.r.URL.Path + "?" + nq.Encode()
+		base := kr.base
+		if fault == listForeign {
+			base = e.DecoyURL()
+		}
+		next = base + kr.r.URL.Path + "?" + nq.Encode()
 	}
-	writeJSON(kr.w, http.StatusOK, map[string]any{"value": items[start:end], "nextLink": next})
+	items := make([]any, 0, end-start)
+	for i := start; i < end; i++ {
+		items = append(items, item(i))
+	}
+	written := writeJSONSize(kr.w, http.StatusOK, map[string]any{"value": items, "nextLink": next})
+	e.stats.update(func(c *Counters) { c.KeyVaultListBytes += int64(written) })
 }
 
 func skipToken(n int) string { return b64url([]byte("kv-emulator:" + strconv.Itoa(n))) }

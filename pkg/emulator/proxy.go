@@ -181,16 +181,20 @@ func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (s *statusRecorder) code() int { return s.status }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) { _ = writeJSONSize(w, status, v) }
+
+// writeJSONSize writes v as JSON and returns the size of the body.
+func writeJSONSize(w http.ResponseWriter, status int, v any) int {
 	b, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, "kv-emulator: encode response", http.StatusInternalServerError)
-		return
+		return 0
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+	return len(b)
 }
 
 // sleepCtx waits d or until the request is cancelled.

@@ -46,8 +46,11 @@ type Seed struct {
 
 // Vault is one key vault; TenantID defaults to Seed.TenantID.
 type Vault struct {
-	Name         string        `json:"name"`
-	TenantID     string        `json:"tenantID,omitempty"`
+	Name     string `json:"name"`
+	TenantID string `json:"tenantID,omitempty"`
+	// PageSize, when > 0, is the size of this vault's list pages (1-25), whatever the seed's
+	// pageSize and the request's maxresults say.
+	PageSize     int           `json:"pageSize,omitempty"`
 	Secrets      []Secret      `json:"secrets,omitempty"`
 	Keys         []Key         `json:"keys,omitempty"`
 	Certificates []Certificate `json:"certificates,omitempty"`
@@ -223,6 +226,9 @@ func (s *Seed) Validate() error {
 		vaults[strings.ToLower(v.Name)] = true
 		if v.TenantID != "" && !tenantRE.MatchString(v.TenantID) {
 			bad("%s: tenantID %q is invalid", p, v.TenantID)
+		}
+		if v.PageSize < 0 || v.PageSize > 25 {
+			bad("%s: pageSize %d must be between 1 and 25 (0: the seed's)", p, v.PageSize)
 		}
 		// A certificate owns a secret and a key of the same name.
 		secretNames, keyNames := map[string]string{}, map[string]string{}

@@ -17,12 +17,60 @@ import (
 // so maps are keyed by the lower-case name and objects keep the seeded
 // spelling for ids.
 type vaultState struct {
-	name    string
-	tenant  string
-	secrets map[string]*secretObj
-	keys    map[string]*keyObj
-	certs   map[string]*certObj
-	ca      [2]*issuer // root, intermediate; shared by the vault's certificates
+	name     string
+	tenant   string
+	pageSize int // the vault's own page size (0: the seed's)
+	secrets  map[string]*secretObj
+	keys     map[string]*keyObj
+	certs    map[string]*certObj
+	ca       [2]*issuer // root, intermediate; shared by the vault's certificates
+
+	// listed caches the sorted names of each collection list ("secret", "key", "certificate"),
+	// so a page costs its own items, not a sort of the vault. It is dropped when the vault's
+	// objects change (under Emulator.mu) and filled by lists (under Emulator.mu's read lock).
+	namesMu sync.Mutex
+	listed  map[string][]string
+}
+
+// changed drops the cached list names. Emulator.mu is held for writing.
+func (vs *vaultState) changed() {
+	vs.namesMu.Lock()
+	defer vs.namesMu.Unlock()
+	vs.listed = nil
+}
+
+// sortedNames are the lower-case names a collection list of typ holds, sorted: the certificates
+// in every list, and the secrets or the keys in theirs. Emulator.mu is held for reading.
+func (vs *vaultState) sortedNames(typ string) []string {
+	vs.namesMu.Lock()
+	defer vs.namesMu.Unlock()
+	if names, ok := vs.listed[typ]; ok {
+		return names
+	}
+	set := map[string]bool{}
+	for n := range vs.certs {
+		set[n] = true
+	}
+	switch typ {
+	case "secret":
+		for n := range vs.secrets {
+			set[n] = true
+		}
+	case "key":
+		for n := range vs.keys {
+			set[n] = true
+		}
+	}
+	names := make([]string, 0, len(set))
+	for n := range set {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if vs.listed == nil {
+		vs.listed = map[string][]string{}
+	}
+	vs.listed[typ] = names
+	return names
 }
 
 type secretObj struct {
@@ -74,7 +122,7 @@ func buildVaults(seed *Seed, src source) (map[string]*vaultState, error) {
 	vaults := map[string]*vaultState{}
 	var jobs []func() error
 	for _, v := range seed.Vaults {
-		vs := &vaultState{name: v.Name, tenant: v.TenantID, secrets: map[string]*secretObj{},
+		vs := &vaultState{name: v.Name, tenant: v.TenantID, pageSize: v.PageSize, secrets: map[string]*secretObj{},
 			keys: map[string]*keyObj{}, certs: map[string]*certObj{}}
 		if vs.tenant == "" {
 			vs.tenant = seed.tenant()
@@ -193,6 +241,8 @@ func runParallel(jobs []func() error) error {
 }
 
 func (e *Emulator) vault(name string) *vaultState {
+	e.vaultsMu.RLock()
+	defer e.vaultsMu.RUnlock()
 	return e.vaults[strings.ToLower(name)]
 }
 
@@ -214,6 +264,7 @@ func (e *Emulator) DeleteSecret(vault, name string) error {
 		return fmt.Errorf("secret %q not found in vault %q", name, vault)
 	}
 	delete(vs.secrets, strings.ToLower(name))
+	vs.changed()
 	return nil
 }
 
@@ -242,6 +293,7 @@ func (e *Emulator) AddSecret(vault, name string, v SecretVersion) (string, error
 	if obj == nil {
 		obj = &secretObj{name: name}
 		vs.secrets[strings.ToLower(name)] = obj
+		vs.changed()
 	}
 	created := time.Now().UTC().Truncate(time.Second)
 	if last, ok := latest(obj.versions); ok && !created.After(last.created) {

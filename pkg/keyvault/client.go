@@ -81,7 +81,8 @@ func attributesOf[A sdkAttributes](a *A, tags map[string]*string) Attributes {
 }
 
 // ObjectInfo is one item of a collection list (every secret, or every certificate, of a vault):
-// the object's name and its current version's content type and properties.
+// the object's name and its current version's content type and properties. ListQuery.Filter
+// takes them (the Client's lists keep only the matches).
 type ObjectInfo struct {
 	Name        string
 	ContentType string
@@ -103,10 +104,11 @@ type Client interface {
 	SecretVersions(ctx context.Context, name string) ([]VersionInfo, error)
 	KeyVersions(ctx context.Context, name string) ([]VersionInfo, error)
 	CertificateVersions(ctx context.Context, name string) ([]VersionInfo, error)
-	// ListSecrets lists every secret of the vault (certificates' secrets included), page by page.
-	ListSecrets(ctx context.Context) ([]ObjectInfo, error)
-	// ListCertificates lists every certificate of the vault, page by page.
-	ListCertificates(ctx context.Context) ([]ObjectInfo, error)
+	// ListSecrets lists the secrets of the vault (certificates' secrets included) page by page,
+	// and keeps those q matches: memory is the matches plus one page.
+	ListSecrets(ctx context.Context, q ListQuery) ([]Match, error)
+	// ListCertificates lists the certificates of the vault page by page, and keeps those q matches.
+	ListCertificates(ctx context.Context, q ListQuery) ([]Match, error)
 }
 
 // Options configure the SDK clients.
@@ -148,11 +150,15 @@ func New(vaultURL string, cred azcore.TokenCredential, o Options) (*SDKClient, e
 	if o.Transport == nil {
 		o.Transport = sharedTransport
 	}
+	pin, err := newPinHostPolicy(vaultURL)
+	if err != nil {
+		return nil, err
+	}
 	core := azcore.ClientOptions{
 		Retry:            o.Retry,
 		Telemetry:        policy.TelemetryOptions{ApplicationID: o.ApplicationID},
-		Transport:        o.Transport,
-		PerCallPolicies:  o.PerCallPolicies,
+		Transport:        boundedTransport{o.Transport},
+		PerCallPolicies:  append([]policy.Policy{pin}, o.PerCallPolicies...),
 		PerRetryPolicies: []policy.Policy{observePolicy{o.Metrics}},
 	}
 	s, err := azsecrets.NewClient(vaultURL, cred, &azsecrets.ClientOptions{ClientOptions: core})
@@ -241,105 +247,162 @@ func (c *SDKClient) GetCertificate(ctx context.Context, name, version string) (C
 
 // SecretVersions lists every version of a secret.
 func (c *SDKClient) SecretVersions(ctx context.Context, name string) ([]VersionInfo, error) {
-	return listPages(ctx, c.secrets.NewListSecretPropertiesVersionsPager(name, nil),
+	var out []VersionInfo
+	err := listPages(ctx, c.secrets.NewListSecretPropertiesVersionsPager(name, nil),
 		func(r azsecrets.ListSecretPropertiesVersionsResponse) []*azsecrets.SecretProperties { return r.Value },
-		func(p *azsecrets.SecretProperties) (VersionInfo, bool) {
+		func(p *azsecrets.SecretProperties) error {
 			if p.ID == nil {
-				return VersionInfo{}, false
+				return nil
 			}
 			a := p.Attributes
 			if a == nil {
 				a = &azsecrets.SecretAttributes{}
 			}
-			return versionInfo(p.ID.Version(), a.Enabled, a.Created), true
+			out = append(out, versionInfo(p.ID.Version(), a.Enabled, a.Created))
+			return nil
 		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // KeyVersions lists every version of a key.
 func (c *SDKClient) KeyVersions(ctx context.Context, name string) ([]VersionInfo, error) {
-	return listPages(ctx, c.keys.NewListKeyPropertiesVersionsPager(name, nil),
+	var out []VersionInfo
+	err := listPages(ctx, c.keys.NewListKeyPropertiesVersionsPager(name, nil),
 		func(r azkeys.ListKeyPropertiesVersionsResponse) []*azkeys.KeyProperties { return r.Value },
-		func(p *azkeys.KeyProperties) (VersionInfo, bool) {
+		func(p *azkeys.KeyProperties) error {
 			if p.KID == nil {
-				return VersionInfo{}, false
+				return nil
 			}
 			a := p.Attributes
 			if a == nil {
 				a = &azkeys.KeyAttributes{}
 			}
-			return versionInfo(p.KID.Version(), a.Enabled, a.Created), true
+			out = append(out, versionInfo(p.KID.Version(), a.Enabled, a.Created))
+			return nil
 		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // CertificateVersions lists every version of a certificate.
 func (c *SDKClient) CertificateVersions(ctx context.Context, name string) ([]VersionInfo, error) {
-	return listPages(ctx, c.certs.NewListCertificatePropertiesVersionsPager(name, nil),
+	var out []VersionInfo
+	err := listPages(ctx, c.certs.NewListCertificatePropertiesVersionsPager(name, nil),
 		func(r azcertificates.ListCertificatePropertiesVersionsResponse) []*azcertificates.CertificateProperties {
 			return r.Value
 		},
-		func(p *azcertificates.CertificateProperties) (VersionInfo, bool) {
+		func(p *azcertificates.CertificateProperties) error {
 			if p.ID == nil {
-				return VersionInfo{}, false
+				return nil
 			}
 			a := p.Attributes
 			if a == nil {
 				a = &azcertificates.CertificateAttributes{}
 			}
-			return versionInfo(p.ID.Version(), a.Enabled, a.Created), true
+			out = append(out, versionInfo(p.ID.Version(), a.Enabled, a.Created))
+			return nil
 		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// ListSecrets lists every secret of the vault.
-func (c *SDKClient) ListSecrets(ctx context.Context) ([]ObjectInfo, error) {
-	return listPages(ctx, c.secrets.NewListSecretPropertiesPager(nil),
+// ListSecrets lists the vault's secrets and keeps the current ones q matches. Each page is
+// decoded, filtered and dropped; a selector past q.MaxPerSelector fails the list at once.
+func (c *SDKClient) ListSecrets(ctx context.Context, q ListQuery) ([]Match, error) {
+	m := newMatcher(q, time.Now())
+	err := listPages(ctx, c.secrets.NewListSecretPropertiesPager(nil),
 		func(r azsecrets.ListSecretPropertiesResponse) []*azsecrets.SecretProperties { return r.Value },
-		func(p *azsecrets.SecretProperties) (ObjectInfo, bool) {
-			if p.ID == nil || p.ID.Name() == "" {
-				return ObjectInfo{}, false
+		func(p *azsecrets.SecretProperties) error {
+			if p.ID == nil {
+				return nil
 			}
-			return ObjectInfo{Name: p.ID.Name(), ContentType: deref(p.ContentType), Attributes: attributesOf(p.Attributes, p.Tags)}, true
+			return m.add(p.ID.Name(), attributesOf(p.Attributes, p.Tags))
 		})
+	if err != nil {
+		return nil, err
+	}
+	return m.out, nil
 }
 
-// ListCertificates lists every certificate of the vault.
-func (c *SDKClient) ListCertificates(ctx context.Context) ([]ObjectInfo, error) {
-	return listPages(ctx, c.certs.NewListCertificatePropertiesPager(nil),
+// ListCertificates lists the vault's certificates and keeps the current ones q matches, as
+// ListSecrets does.
+func (c *SDKClient) ListCertificates(ctx context.Context, q ListQuery) ([]Match, error) {
+	m := newMatcher(q, time.Now())
+	err := listPages(ctx, c.certs.NewListCertificatePropertiesPager(nil),
 		func(r azcertificates.ListCertificatePropertiesResponse) []*azcertificates.CertificateProperties {
 			return r.Value
 		},
-		func(p *azcertificates.CertificateProperties) (ObjectInfo, bool) {
-			if p.ID == nil || p.ID.Name() == "" {
-				return ObjectInfo{}, false
+		func(p *azcertificates.CertificateProperties) error {
+			if p.ID == nil {
+				return nil
 			}
-			return ObjectInfo{Name: p.ID.Name(), Attributes: attributesOf(p.Attributes, p.Tags)}, true
+			return m.add(p.ID.Name(), attributesOf(p.Attributes, p.Tags))
 		})
+	if err != nil {
+		return nil, err
+	}
+	return m.out, nil
 }
 
-// MaxListItems bounds what one list may return (a version list, or a vault's secrets or
-// certificates): past it the list fails rather than growing without end.
-const MaxListItems = 25000
-
-// listPages pages through a list; info reads one item (false skips it).
-func listPages[R, P, I any](ctx context.Context, pager *runtime.Pager[R], items func(R) []*P, info func(*P) (I, bool)) ([]I, error) {
-	var out []I
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return nil, classify(err)
+// listPages pages through a list, handing each item to each (an error ends the list with it).
+// It bounds the items (MaxListItems), the pages (MaxListPages), the empty pages in a row
+// (MaxEmptyPages) and the response bytes (MaxListBytes, counted by boundedTransport), and calls
+// the pacer of ctx (WithPacer) before every page after the first. A page's bytes are charged to
+// the caller's ReadCharge while the page is read and handed back once its items are handled (on
+// an error, the caller's mount fails and its budget goes with it).
+func listPages[R, P any](ctx context.Context, pager *runtime.Pager[R], items func(R) []*P, each func(*P) error) error {
+	ctx, budget := withListBudget(ctx)
+	pace := pacer(ctx)
+	charge, _ := ctx.Value(readChargeKey{}).(ReadCharge)
+	seen, empty := 0, 0
+	for page := 1; pager.More(); page++ {
+		if page > MaxListPages {
+			return &Error{Kind: KindInvalidArgument, Detail: fmt.Sprintf("Key Vault's list went on past %d pages (MaxListPages); the provider reads no more", MaxListPages)}
 		}
-		for _, p := range items(page) {
+		if empty >= MaxEmptyPages {
+			return &Error{Kind: KindInvalidArgument, Detail: fmt.Sprintf("Key Vault answered %d empty list pages in a row, each pointing at another (MaxEmptyPages); the provider reads no more", empty)}
+		}
+		if page > 1 && pace != nil {
+			if err := pace(ctx); err != nil {
+				return AsError(err)
+			}
+		}
+		before := budget.used.Load()
+		resp, err := pager.NextPage(ctx)
+		if err != nil {
+			return classify(err)
+		}
+		pageBytes := budget.used.Load() - before
+		n := 0
+		for _, p := range items(resp) {
 			if p == nil {
 				continue
 			}
-			if v, ok := info(p); ok {
-				out = append(out, v)
+			if n++; seen+n > MaxListItems {
+				return &Error{Kind: KindInvalidArgument, Detail: fmt.Sprintf("Key Vault listed more than %d items (MaxListItems); the provider reads no more", MaxListItems)}
+			}
+			if err := each(p); err != nil {
+				return AsError(err)
 			}
 		}
-		if len(out) > MaxListItems {
-			return nil, &Error{Kind: KindInvalidArgument, Detail: fmt.Sprintf("Key Vault listed more than %d items; the provider reads no more", MaxListItems)}
+		if charge != nil {
+			_ = charge(ctx, -pageBytes) // the page is dropped: only its matches are kept
+		}
+		seen += n
+		if n == 0 {
+			empty++
+		} else {
+			empty = 0
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func versionInfo(version string, enabled *bool, created *time.Time) VersionInfo {

@@ -2,6 +2,7 @@ package keyvault
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,13 +23,14 @@ type Kind int
 
 // Failure kinds. The server maps each to one gRPC code.
 const (
-	KindInternal         Kind = iota
-	KindUnauthenticated       // Entra ID refused the identity, or no token could be had
-	KindPermissionDenied      // Key Vault refused the identity (403)
-	KindNotFound              // the object or version does not exist (404)
-	KindUnavailable           // throttled (429), 5xx, or the network failed
-	KindDeadlineExceeded      // the driver's deadline passed
-	KindInvalidArgument       // the object cannot be served as asked (e.g. unsupported key type)
+	KindInternal          Kind = iota
+	KindUnauthenticated        // Entra ID refused the identity, or no token could be had
+	KindPermissionDenied       // Key Vault refused the identity (403)
+	KindNotFound               // the object or version does not exist (404)
+	KindUnavailable            // throttled (429), 5xx, or the network failed
+	KindDeadlineExceeded       // the driver's deadline passed
+	KindInvalidArgument        // the object cannot be served as asked (e.g. unsupported key type)
+	KindResourceExhausted      // the mount passed a bound of the provider (files, bytes)
 )
 
 // Error is a classified failure with a one-line detail that never holds a secret.
@@ -95,7 +97,7 @@ func classify(err error) *Error {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			kind = KindDeadlineExceeded
 		}
-		return &Error{Kind: kind, Detail: "could not get a token: " + oneLine(tokenErr.err.Error()), Err: err}
+		return &Error{Kind: kind, Detail: "could not get a token: " + safeLine(tokenErr.err), Err: err}
 	}
 	var respErr *azcore.ResponseError
 	if errors.As(err, &respErr) {
@@ -107,11 +109,67 @@ func classify(err error) *Error {
 	case errors.Is(err, context.Canceled):
 		return &Error{Kind: KindDeadlineExceeded, Detail: "the driver cancelled the request", Err: err}
 	}
+	if detail, ok := undecodable(err); ok {
+		return &Error{Kind: KindInternal, Detail: detail, Err: err}
+	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {
-		return &Error{Kind: KindUnavailable, Detail: "network error: " + oneLine(err.Error()), Err: err}
+		return &Error{Kind: KindUnavailable, Detail: "network error: " + safeLine(err), Err: err}
 	}
-	return &Error{Kind: KindInternal, Detail: oneLine(err.Error()), Err: err}
+	return &Error{Kind: KindInternal, Detail: safeLine(err), Err: err}
+}
+
+// A response the SDK could not decode. azcore and the generated models report it as
+// "unmarshalling type <T>: [struct field <F>: ]<decoder message>", with %s, so the decoder's error
+// is text, not a type errors.As finds. The decoder's message quotes what it stopped at: a
+// character of the response ("invalid character 'x' in string literal"), a base64 offset, a
+// value that is not a time. The response is a secret's value, a key or a certificate, so only the
+// type and field names (Go identifiers of the SDK) are kept.
+var (
+	unmarshalRE   = regexp.MustCompile(`unmarshalling type \*?([A-Za-z0-9_]+\.[A-Za-z0-9_]+)`)
+	structFieldRE = regexp.MustCompile(`struct field ([A-Za-z0-9_]+)`)
+	// decoderRE matches the messages of the decoders of encoding/json, encoding/base64,
+	// strconv and time, which repeat their input, wherever an error repeats them as text.
+	decoderRE = regexp.MustCompile(`invalid character|cannot unmarshal|unexpected end of JSON|illegal base64|json: |parsing "|parsing time|cannot parse|invalid byte`)
+)
+
+// undecodable recognises a response the SDK could not decode, and says so without the decoder's
+// message.
+func undecodable(err error) (string, bool) {
+	msg := err.Error()
+	m := unmarshalRE.FindStringSubmatch(msg)
+	if m == nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		var b64 base64.CorruptInputError
+		var num *strconv.NumError
+		var tm *time.ParseError
+		if !errors.As(err, &syn) && !errors.As(err, &typ) && !errors.As(err, &b64) && !errors.As(err, &num) && !errors.As(err, &tm) {
+			return "", false
+		}
+		return "a response could not be decoded (the decoder's message is not repeated: it may quote the response)", true
+	}
+	detail := "Key Vault's response could not be decoded as " + m[1]
+	var fields []string
+	for _, f := range structFieldRE.FindAllStringSubmatch(msg, 8) {
+		fields = append(fields, f[1])
+	}
+	if len(fields) > 0 {
+		detail += " (field " + strings.Join(fields, ".") + ")"
+	}
+	return detail + "; the decoder's message is not repeated, as it may quote the response, which holds the object's value. " +
+		"Check that nothing between the node and Key Vault (a proxy, a firewall) answers in its place", true
+}
+
+// safeLine is the first line of an error's message for a detail (capped by oneLine), with the
+// part a decoder wrote left out: an error that is not a Key Vault response can still wrap one
+// (a token response, a managed identity endpoint's answer).
+func safeLine(err error) string {
+	line := oneLine(err.Error())
+	if loc := decoderRE.FindStringIndex(line); loc != nil {
+		return strings.TrimRight(line[:loc[0]], ": ") + ": a response could not be decoded (the decoder's message is not repeated: it may quote the response)"
+	}
+	return line
 }
 
 // tokenError marks a failure to get a token, so that it is reported as an identity problem
@@ -223,7 +281,7 @@ func classifyAuth(e *azidentity.AuthenticationFailedError) *Error {
 			out.Detail += " (" + s + ")"
 		}
 	default:
-		out.Detail = oneLine(e.Error())
+		out.Detail = safeLine(e)
 	}
 	return out
 }

@@ -2,15 +2,20 @@ package keyvault
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 )
 
 func response(status int, body string, header http.Header) *http.Response {
@@ -115,5 +120,57 @@ func TestAbsent(t *testing.T) {
 		if tt.err.Disabled() != tt.disabled || tt.err.Absent() != tt.gone {
 			t.Errorf("%+v: Disabled %v Absent %v, want %v %v", tt.err, tt.err.Disabled(), tt.err.Absent(), tt.disabled, tt.gone)
 		}
+	}
+}
+
+// TestClassifyNeverRepeatsAResponse: a response the SDK cannot decode is reported by its type and
+// field, never with the decoder's message, which quotes the response (a secret's value, a key).
+// Each case's input holds a marker the detail must not hold.
+func TestClassifyNeverRepeatsAResponse(t *testing.T) {
+	t.Parallel()
+	sdkDecode := func(body string, v any) error {
+		resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(body))}
+		err := runtime.UnmarshalAsJSON(resp, v)
+		if err == nil {
+			t.Fatalf("%s decodes", body)
+		}
+		return err
+	}
+	_, timeErr := time.Parse(time.RFC3339, "MARKER-time-77")
+	_, numErr := strconv.ParseInt("MARKER-num-78", 10, 64)
+	for _, tt := range []struct {
+		name   string
+		err    error
+		kind   Kind
+		detail string
+	}{
+		{"a secret whose value is a number", sdkDecode(`{"value": 31337424242, "id": "MARKER-1"}`, &azsecrets.Secret{}), KindInternal,
+			"Key Vault's response could not be decoded as azsecrets.Secret (field Value); the decoder's message is not repeated"},
+		{"a control character in a value", sdkDecode("{\"value\": \"MARKER-2\x01\"}", &azsecrets.Secret{}), KindInternal,
+			"Key Vault's response could not be decoded as azsecrets.Secret;"},
+		{"a cut response", sdkDecode(`{"value": "MARKER-3`, &azsecrets.Secret{}), KindInternal, "could not be decoded as azsecrets.Secret;"},
+		{"a key that is not base64", sdkDecode(`{"key": {"n": "MARKER-4!!"}}`, &azkeys.KeyBundle{}), KindInternal,
+			"could not be decoded as azkeys.KeyBundle (field Key)"},
+		{"a decoder's message as text", fmt.Errorf("unmarshalling type *azsecrets.Secret: struct field Attributes: %s", timeErr.Error()), KindInternal,
+			"could not be decoded as azsecrets.Secret (field Attributes)"},
+		{"a decoder's error, wrapped", fmt.Errorf("reading: %w", timeErr), KindInternal, "a response could not be decoded"},
+		{"a number's error, wrapped", fmt.Errorf("reading: %w", numErr), KindInternal, "a response could not be decoded"},
+		{"base64's error, wrapped", fmt.Errorf("MARKER-5 %w", base64.CorruptInputError(3)), KindInternal, "a response could not be decoded"},
+		{"a token response", &tokenError{errors.New("json decode error: invalid character 'M' looking for beginning of value; MARKER-6\njson message bytes were: MARKER-7")},
+			KindUnauthenticated, "could not get a token: json decode error: a response could not be decoded"},
+		{"a time as text", errors.New(`ManagedIdentityCredential: parsing time "MARKER-8" as "2006": cannot parse`), KindInternal,
+			"ManagedIdentityCredential: a response could not be decoded"},
+	} {
+		got := AsError(tt.err)
+		if got.Kind != tt.kind || !strings.Contains(got.Detail, tt.detail) {
+			t.Errorf("%s: kind %d, detail %q; want kind %d and %q", tt.name, got.Kind, got.Detail, tt.kind, tt.detail)
+		}
+		if strings.Contains(got.Detail, "MARKER") || strings.Contains(got.Detail, "31337") {
+			t.Errorf("%s: the detail repeats the response: %q", tt.name, got.Detail)
+		}
+	}
+	// What is not a decoder's message is kept: an identity's or the network's explanation.
+	if got := AsError(errors.New("ManagedIdentityCredential: no default identity is assigned to this resource")); got.Detail != "ManagedIdentityCredential: no default identity is assigned to this resource" {
+		t.Errorf("plain error: %q", got.Detail)
 	}
 }

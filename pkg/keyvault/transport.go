@@ -45,7 +45,7 @@ func newTransport() *http.Transport {
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          4 * MaxConnsPerVault,
+		MaxIdleConns:          MaxConnsPerVault, // all vaults together: each costs memory (README, "Memory")
 		MaxIdleConnsPerHost:   MaxConnsPerVault,
 		MaxConnsPerHost:       MaxConnsPerVault,
 		IdleConnTimeout:       idleConnTimeout,

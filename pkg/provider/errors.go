@@ -9,8 +9,16 @@ import (
 	"github.com/akv-csi/provider/pkg/keyvault"
 )
 
-// codeTokenSubject marks a refused service account token (its subject is not the pod's).
-const codeTokenSubject = "TokenSubjectMismatch"
+// Codes of the provider's own refusals, whose details say what to change (no hint is added).
+const (
+	// codeTokenSubject marks a refused service account token (its subject is not the pod's).
+	codeTokenSubject = "TokenSubjectMismatch"
+	// codePolicy marks a mount the operator's policy refuses (--managed-identity-namespaces ...).
+	codePolicy = "ProviderPolicy"
+	// codeProviderLimit marks a read or mount that waited for the provider's own limits (rate,
+	// concurrent mounts) past the driver's deadline.
+	codeProviderLimit = "ProviderLimit"
+)
 
 // ObjectError is the failure of one object.
 type ObjectError struct {
@@ -81,7 +89,7 @@ func hint(e *keyvault.Error, o config.Object, c config.MountConfig) string {
 	id := c.Identity
 	switch e.Kind {
 	case keyvault.KindPermissionDenied:
-		if e.Code == codeTokenSubject {
+		if e.Code == codeTokenSubject || e.Code == codePolicy {
 			return "" // the detail says what to change
 		}
 		if e.Disabled() {
@@ -102,6 +110,9 @@ func hint(e *keyvault.Error, o config.Object, c config.MountConfig) string {
 	case keyvault.KindUnauthenticated:
 		return authHint(e, c)
 	case keyvault.KindUnavailable:
+		if e.Code == codeProviderLimit {
+			return "" // the detail says what happened; the driver retries
+		}
 		if e.Status == 429 {
 			return "; Key Vault is throttling reads from this vault: the driver will retry; spread rotation polls or reduce mounts"
 		}

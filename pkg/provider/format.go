@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -77,14 +79,15 @@ func formatSecret(s keyvault.Secret, o config.Object, constructChain bool) (form
 		}
 		out.splitable = false
 	}
+	what := "the secret's value"
 	if o.JSONKey != "" {
 		member, err := jsonMember(value, o.JSONKey)
 		if err != nil {
 			return formatted{}, err
 		}
-		value = member
+		value, what = member, "the member objectJSONKey selects"
 	}
-	contents, err := decode(value, o.Encoding)
+	contents, err := decode(value, o.Encoding, what)
 	if err != nil {
 		return formatted{}, err
 	}
@@ -92,22 +95,54 @@ func formatSecret(s keyvault.Secret, o config.Object, constructChain bool) (form
 	return out, nil
 }
 
-func decode(value, encoding string) ([]byte, error) {
+// decode applies objectEncoding to value (what names it in an error). An error says where the
+// value stops being base64 or hexadecimal by byte offset, never which character it found there:
+// encoding/hex's InvalidByteError prints it, and it is a character of the secret.
+func decode(value, encoding, what string) ([]byte, error) {
 	switch encoding {
 	case config.EncodingBase64:
 		b, err := base64.StdEncoding.DecodeString(value)
 		if err != nil {
-			return nil, invalid("objectEncoding is base64 but the value is not standard base64; remove objectEncoding or fix the stored value")
+			return nil, invalid("objectEncoding is base64 but the value is not standard base64 (%s); remove objectEncoding or fix the stored value", base64Problem(err, value, what))
 		}
 		return b, nil
 	case config.EncodingHex:
 		b, err := hex.DecodeString(value)
 		if err != nil {
-			return nil, invalid("objectEncoding is hex but the value is not hexadecimal; remove objectEncoding or fix the stored value")
+			return nil, invalid("objectEncoding is hex but the value is not hexadecimal (%s); remove objectEncoding or fix the stored value", hexProblem(value, what))
 		}
 		return b, nil
 	}
 	return []byte(value), nil
+}
+
+// base64Problem says where value stops being standard base64: base64.CorruptInputError is the
+// byte offset where decoding failed (the start of the group of 4 when the padding is wrong).
+func base64Problem(err error, value, what string) string {
+	var at base64.CorruptInputError
+	if !errors.As(err, &at) || int(at) > len(value) {
+		return what + " cannot be decoded"
+	}
+	for i := int(at); i < len(value); i++ {
+		if c := value[i]; !isBase64Byte(c) && c != '=' && c != '\r' && c != '\n' {
+			return fmt.Sprintf("a character that is not base64 at byte %d of %s", i, what)
+		}
+	}
+	return fmt.Sprintf("%s of %d bytes ends within a group of 4 characters, or its = padding is misplaced (from byte %d)", what, len(value), at)
+}
+
+func isBase64Byte(c byte) bool {
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/'
+}
+
+// hexProblem says where value stops being hexadecimal, by offset.
+func hexProblem(value, what string) string {
+	for i := range len(value) {
+		if c := value[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') && (c < 'A' || c > 'F') {
+			return fmt.Sprintf("a character that is not a hexadecimal digit at byte %d of %s", i, what)
+		}
+	}
+	return fmt.Sprintf("%s has an odd number of digits, %d", what, len(value))
 }
 
 // pkcs12ToPEM decodes Key Vault's base64 PKCS#12 (empty password) into the private key as PKCS#8
@@ -118,8 +153,8 @@ func pkcs12ToPEM(value string, constructChain bool) (keyPEM, certPEM []byte, err
 		return nil, nil, err
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, invalid("the certificate's private key cannot be written as PKCS#8 (%v)", err)
+	if err != nil { // the error names the key's Go type, never its bytes: still, only the type is said
+		return nil, nil, invalid("the certificate's private key (%s) cannot be written as PKCS#8; re-import the certificate with an RSA, ECDSA or Ed25519 key", keyKind(key))
 	}
 	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	for _, c := range certs {
@@ -133,10 +168,10 @@ func pkcs12ToPEM(value string, constructChain bool) (keyPEM, certPEM []byte, err
 func decodePFX(value string, constructChain bool) (crypto.PrivateKey, []*x509.Certificate, error) {
 	pfx, err := base64.StdEncoding.DecodeString(value)
 	if err != nil {
-		return nil, nil, invalid("the certificate's secret is not base64 PKCS#12 as its content type says")
+		return nil, nil, invalid("the certificate's secret is not base64 PKCS#12 as its content type says (%s)", base64Problem(err, value, "the secret's value"))
 	}
 	if err := checkPFXIterations(pfx); err != nil {
-		return nil, nil, invalid("the certificate's PKCS#12 %v; re-import the certificate into Key Vault", err)
+		return nil, nil, invalid("the certificate's PKCS#12: %s; re-import the certificate into Key Vault", err.Error())
 	}
 	key, leaf, cas, err := pkcs12.DecodeChain(pfx, "")
 	if err != nil && strings.Contains(err.Error(), "private key missing") {
@@ -144,13 +179,52 @@ func decodePFX(value string, constructChain bool) (crypto.PrivateKey, []*x509.Ce
 			"mount it as objectType cert for the certificate alone, or make the key exportable")
 	}
 	if err != nil {
-		return nil, nil, invalid("the certificate's PKCS#12 could not be decoded (%v)", err)
+		return nil, nil, invalid("the certificate's PKCS#12 could not be decoded: %s; re-import the certificate into Key Vault", pkcs12Problem(err))
 	}
 	certs := append([]*x509.Certificate{leaf}, cas...)
 	if constructChain {
 		certs = orderChain(certs)
 	}
 	return key, certs, nil
+}
+
+// pkcs12Problem says what is wrong with a PKCS#12 file in words of our own. go-pkcs12's errors
+// repeat parts of the file (an OID, an ASN.1 or x509 message, which quotes a certificate's
+// names), and the file holds the private key, so its text is never repeated: only which of the
+// file's parts failed.
+func pkcs12Problem(err error) string {
+	msg := err.Error()
+	var notImplemented pkcs12.NotImplementedError
+	switch {
+	case errors.Is(err, pkcs12.ErrIncorrectPassword), errors.Is(err, pkcs12.ErrDecryption):
+		return "it is protected by a password (Key Vault's own have none)"
+	case errors.As(err, &notImplemented):
+		return "it uses a structure or an algorithm the decoder does not support"
+	case strings.Contains(msg, "x509:"):
+		return "a certificate in it cannot be parsed"
+	case strings.Contains(msg, "private key") || strings.Contains(msg, "PKCS#8") || strings.Contains(msg, "key bag"):
+		return "its private key cannot be parsed"
+	case strings.Contains(msg, "certificate missing"):
+		return "it holds no certificate"
+	case strings.Contains(msg, "trailing data"):
+		return "data follows its end"
+	}
+	return "it is not a PKCS#12 file this provider can read"
+}
+
+// keyKind names a private key's type for an error.
+func keyKind(key crypto.PrivateKey) string {
+	switch key.(type) {
+	case *rsa.PrivateKey:
+		return "RSA"
+	case *ecdsa.PrivateKey:
+		return "ECDSA"
+	case ed25519.PrivateKey:
+		return "Ed25519"
+	case nil:
+		return "none"
+	}
+	return "of an unknown type"
 }
 
 // orderChain orders certificates leaf → intermediates → root by matching each certificate's
@@ -240,7 +314,7 @@ func formatKey(k keyvault.Key) ([]byte, error) {
 	}
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
-		return nil, invalid("the public key cannot be written as PKIX (%v)", err)
+		return nil, invalid("the %s public key cannot be written as PKIX", k.Kty)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }

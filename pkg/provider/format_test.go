@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
@@ -300,5 +301,89 @@ func TestOrderChainCycleKeepsStoredOrder(t *testing.T) {
 	got := orderChain([]*x509.Certificate{a, b})
 	if got[0] != a || got[1] != b {
 		t.Error("a cycle was reordered")
+	}
+}
+
+// leakMarker is in every input of the tests below that an error must not repeat.
+const leakMarker = "MARKER-9d1c"
+
+// badURICert is a certificate that x509.ParseCertificate refuses with a message quoting its
+// subject alternative name, which holds leakMarker: x509: cannot parse URI "http://%zz/MARKER...".
+func badURICert(t testing.TB, c chain) []byte {
+	t.Helper()
+	san, err := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte("http://%zz/" + leakMarker)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "bad"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: san}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, c.leafKey.Public(), c.leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x509.ParseCertificate(der); err == nil || !strings.Contains(err.Error(), leakMarker) {
+		t.Fatalf("the x509 parser no longer quotes the SAN (%v): this test needs another certificate", err)
+	}
+	return der
+}
+
+// TestRenderingErrorsNeverRepeatTheValue: every error of rendering a secret, a certificate's
+// PKCS#12 or PEM, or an objectEncoding names the field and what is wrong (by byte offset or by
+// part), never a byte of the value: each input holds leakMarker, and the libraries' own messages
+// (encoding/hex, x509, go-pkcs12) would repeat it.
+func TestRenderingErrorsNeverRepeatTheValue(t *testing.T) {
+	t.Parallel()
+	c := newChain(t)
+	bad := badURICert(t, c)
+	withPassword, err := pkcs12.Modern.Encode(c.leafKey, c.leaf, nil, "pw-"+leakMarker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	badPFX, err := pkcs12.Passwordless.Encode(c.leafKey, &x509.Certificate{Raw: bad}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	hexed := func(o *config.Object) { o.Encoding = config.EncodingHex }
+	based := func(o *config.Object) { o.Encoding = config.EncodingBase64 }
+	for _, tt := range []struct {
+		name   string
+		secret keyvault.Secret
+		obj    config.Object
+		want   string
+	}{
+		{"hex, a character", keyvault.Secret{Value: "00ff" + leakMarker}, secretObject(hexed),
+			"objectEncoding is hex but the value is not hexadecimal (a character that is not a hexadecimal digit at byte 4 of the secret's value)"},
+		{"hex, odd", keyvault.Secret{Value: "abc"}, secretObject(hexed), "(the secret's value has an odd number of digits, 3)"},
+		{"hex of a JSON member", keyvault.Secret{Value: `{"k": "0` + leakMarker + `"}`}, secretObject(hexed, func(o *config.Object) { o.JSONKey = "k" }),
+			"at byte 1 of the member objectJSONKey selects"},
+		{"base64, a character", keyvault.Secret{Value: "QUJD" + leakMarker}, secretObject(based),
+			"objectEncoding is base64 but the value is not standard base64 (a character that is not base64 at byte 10 of the secret's value)"},
+		{"base64, cut", keyvault.Secret{Value: b64([]byte(leakMarker))[:10]}, secretObject(based),
+			"(the secret's value of 10 bytes ends within a group of 4 characters, or its = padding is misplaced (from byte 8))"},
+		{"PKCS#12 not base64", keyvault.Secret{Value: leakMarker + "!", ContentType: contentTypePKCS12, CertificateBacked: true}, secretObject(),
+			"the certificate's secret is not base64 PKCS#12 as its content type says (a character that is not base64"},
+		{"PKCS#12 with a password", keyvault.Secret{Value: b64(withPassword), ContentType: contentTypePKCS12, CertificateBacked: true}, secretObject(),
+			"the certificate's PKCS#12 could not be decoded: it is protected by a password"},
+		{"PKCS#12 with a certificate x509 refuses", keyvault.Secret{Value: b64(badPFX), ContentType: contentTypePKCS12, CertificateBacked: true}, secretObject(),
+			"the certificate's PKCS#12 could not be decoded: a certificate in it cannot be parsed; re-import"},
+		{"PKCS#12 garbage", keyvault.Secret{Value: b64([]byte("0\x03" + leakMarker)), ContentType: contentTypePKCS12, CertificateBacked: true}, secretObject(),
+			"the certificate's PKCS#12 could not be decoded: it is not a PKCS#12 file this provider can read"},
+		{"PKCS#12 as pfx with a certificate x509 refuses, key format", keyvault.Secret{Value: b64(badPFX), ContentType: contentTypePKCS12, CertificateBacked: true},
+			secretObject(func(o *config.Object) { o.Format = config.FormatKey }), "a certificate in it cannot be parsed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := formatSecret(tt.secret, tt.obj, true)
+			if err == nil || keyvault.KindOf(err) != keyvault.KindInvalidArgument || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want InvalidArgument containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), leakMarker) || strings.Contains(err.Error(), "MARKER") {
+				t.Errorf("the error repeats the value: %v", err)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,7 +22,8 @@ import (
 
 // FuzzFormatCert feeds arbitrary bytes to the renderers that fetchVersion applies to what Key
 // Vault returns: as a certificate's secret in PKCS#12 (base64, as Key Vault stores it, and not)
-// and in PEM, as a plain secret in each objectEncoding, as a certificate's DER, and as the
+// and in PEM, to PEM and to a password-protected PKCS#12, as a plain secret in each
+// objectEncoding, as a certificate's DER and its metadata, and as the
 // components of an RSA or EC key; and, as fetchVersion does, reads the certificate expiry from
 // what was rendered. It checks that nothing panics, that no call costs more than the ceiling of
 // checkFormatCost, and that no error repeats the input: errors reach pod events and logs, and the
@@ -117,6 +119,12 @@ func formatCalls(p *Provider, data []byte) []formatCall {
 		secret("secret, base64", raw, "", false, encoded(config.EncodingBase64), true),
 		secret("secret, hex", raw, "", false, encoded(config.EncodingHex), true),
 		secret("certificate's secret of another content type", raw, "application/octet-stream", true, secretObject(), true),
+		secretCall("PKCS#12 secret as pfx with a password", b64, contentTypePKCS12, passwordObject()),
+		secretCall("PEM secret as pfx with a password", raw, contentTypePEM, passwordObject()),
+		{name: "certificate metadata", value: raw, run: func() error {
+			_, err := formatMetadata(config.Object{Name: "c", Type: config.TypeCert}, "kv", "v1", "", keyvault.Attributes{}, data)
+			return err
+		}},
 		{name: "certificate DER", value: raw, run: func() error {
 			out, err := formatCert(keyvault.Certificate{DER: data})
 			if err == nil {
@@ -134,6 +142,25 @@ func formatCalls(p *Provider, data []byte) []formatCall {
 		}
 	}
 	return calls
+}
+
+// fuzzPasswords holds the password objectPFXPasswordSecret names in the fuzz calls.
+var fuzzPasswords = &fakeVault{secrets: map[string][]fakeVersion{"pw": {{version: "v1", value: "fuzz-password"}}}}
+
+func passwordObject() config.Object {
+	return secretObject(func(o *config.Object) {
+		o.Format, o.PFXPasswordSecret, o.PFXEncryption = config.FormatPFX, "pw", config.PFXModern
+	})
+}
+
+// secretCall renders a certificate's secret through passwordPFX, as fetchVersion does for an
+// object with objectPFXPasswordSecret.
+func secretCall(name, value, contentType string, o config.Object) formatCall {
+	s := keyvault.Secret{Value: value, ContentType: contentType, CertificateBacked: true}
+	return formatCall{name: name, value: value, run: func() error {
+		_, err := passwordPFX(context.Background(), fuzzPasswords, s, o, true)
+		return err
+	}}
 }
 
 func keyCall(name, value string, k keyvault.Key) formatCall {

@@ -89,10 +89,16 @@ func (m *mountReads) CertificateVersions(ctx context.Context, name string) ([]ke
 	})
 }
 
-func (m *mountReads) ListSecrets(ctx context.Context) ([]keyvault.ObjectInfo, error) {
-	return once(ctx, m, readKey("secret-list", "", ""), m.next.ListSecrets)
+// ListSecrets lists once per query: every selection entry of a mount over one vault and type
+// asks the same query (all of them), so the mount lists that vault's secrets once.
+func (m *mountReads) ListSecrets(ctx context.Context, q keyvault.ListQuery) ([]keyvault.Match, error) {
+	return once(ctx, m, readKey("secret-list", q.Key(), ""), func(ctx context.Context) ([]keyvault.Match, error) {
+		return m.next.ListSecrets(ctx, q)
+	})
 }
 
-func (m *mountReads) ListCertificates(ctx context.Context) ([]keyvault.ObjectInfo, error) {
-	return once(ctx, m, readKey("cert-list", "", ""), m.next.ListCertificates)
+func (m *mountReads) ListCertificates(ctx context.Context, q keyvault.ListQuery) ([]keyvault.Match, error) {
+	return once(ctx, m, readKey("cert-list", q.Key(), ""), func(ctx context.Context) ([]keyvault.Match, error) {
+		return m.next.ListCertificates(ctx, q)
+	})
 }

@@ -60,8 +60,8 @@ func formatMetadata(o config.Object, vault, version, contentType string, a keyva
 	}
 	if der != nil {
 		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, invalid("objectFormat metadata: the certificate from Key Vault cannot be parsed (%v)", err)
+		if err != nil { // its message may quote the certificate (x509: cannot parse URI "...")
+			return nil, invalid("objectFormat metadata: the certificate from Key Vault (%d bytes of DER) cannot be parsed as an X.509 certificate; re-import it", len(der))
 		}
 		sha1Sum := sha1.Sum(c.Raw) //nolint:gosec // a thumbprint
 		sha256Sum := sha256.Sum256(c.Raw)
@@ -72,8 +72,8 @@ func formatMetadata(o config.Object, vault, version, contentType string, a keyva
 		}
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, invalid("objectFormat metadata: the document cannot be written (%v)", err)
+	if err != nil { // strings and a map of strings never fail; the error would quote them
+		return nil, invalid("objectFormat metadata: the document cannot be written as JSON")
 	}
 	return append(b, '\n'), nil
 }

@@ -74,8 +74,14 @@ func TestMetadataDocument(t *testing.T) {
 	if !strings.HasSuffix(string(cert), wantCert) {
 		t.Errorf("certificate metadata:\n%s\nwant it to end with:\n%s", cert, wantCert)
 	}
-	if _, err := formatMetadata(config.Object{Name: "web", Type: config.TypeCert}, "kv", "v3", "", keyvault.Attributes{}, []byte("junk")); err == nil ||
-		keyvault.KindOf(err) != keyvault.KindInvalidArgument {
-		t.Errorf("junk certificate: %v", err)
+	for name, der := range map[string][]byte{"junk": []byte("junk-" + leakMarker), "a SAN x509 refuses": badURICert(t, c)} {
+		_, err := formatMetadata(config.Object{Name: "web", Type: config.TypeCert}, "kv", "v3", "", keyvault.Attributes{}, der)
+		want := fmt.Sprintf("objectFormat metadata: the certificate from Key Vault (%d bytes of DER) cannot be parsed as an X.509 certificate", len(der))
+		if err == nil || keyvault.KindOf(err) != keyvault.KindInvalidArgument || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want InvalidArgument with %q", name, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "MARKER") { // x509's message quotes the SAN
+			t.Errorf("%s: the error repeats the certificate: %v", name, err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"strings"
 
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
@@ -59,19 +60,18 @@ func passwordPFX(ctx context.Context, client keyvault.Client, s keyvault.Secret,
 	}
 	pfx, err := enc.WithRand(deterministic(pw.Value, s.Value)).Encode(key, certs[0], certs[1:], pw.Value)
 	if err != nil {
-		return nil, invalid("the PKCS#12 cannot be encrypted with the password of objectPFXPasswordSecret %q (%s); "+
-			"use a password of Unicode characters from the Basic Multilingual Plane", o.PFXPasswordSecret, pkcs12Reason(err))
+		return nil, invalid("the PKCS#12 cannot be encrypted with the password of objectPFXPasswordSecret %q: %s", o.PFXPasswordSecret, pkcs12EncodeProblem(err))
 	}
-	return decode(base64.StdEncoding.EncodeToString(pfx), o.Encoding)
+	return decode(base64.StdEncoding.EncodeToString(pfx), o.Encoding, "the PKCS#12")
 }
 
-// pkcs12Reason keeps the library's error only when it cannot carry the password (it never does
-// today; this is the guard that keeps it so).
-func pkcs12Reason(err error) string {
-	if len(err.Error()) > 120 {
-		return "encoding failed"
+// pkcs12EncodeProblem says why go-pkcs12 could not encode, in words of our own: its errors are
+// about the password or the key, and neither may reach a message.
+func pkcs12EncodeProblem(err error) string {
+	if strings.Contains(err.Error(), "UCS-2") {
+		return "the password has characters outside Unicode's Basic Multilingual Plane (such as emoji), which PKCS#12 cannot hold; use a password without them"
 	}
-	return err.Error()
+	return "the encoder refused the certificate's key or certificates; re-import the certificate into Key Vault"
 }
 
 // deterministic is the randomness of one PKCS#12 encoding (its salts and IVs): a SHAKE256
@@ -107,7 +107,7 @@ func decodePEM(value string) (crypto.PrivateKey, []*x509.Certificate, error) {
 	var key crypto.PrivateKey
 	var certs []*x509.Certificate
 	rest := []byte(value)
-	for {
+	for n := 1; ; n++ {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
@@ -116,14 +116,14 @@ func decodePEM(value string) (crypto.PrivateKey, []*x509.Certificate, error) {
 		switch block.Type {
 		case "CERTIFICATE":
 			c, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, nil, invalid("a certificate of the PEM secret cannot be parsed (%v)", err)
+			if err != nil { // its message may quote the block (x509: cannot parse URI "...")
+				return nil, nil, invalid("PEM block %d of the secret (a CERTIFICATE) cannot be parsed as an X.509 certificate; re-import the certificate into Key Vault", n)
 			}
 			certs = append(certs, c)
 		case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY":
 			k, err := parsePrivateKey(block)
 			if err != nil {
-				return nil, nil, invalid("the private key of the PEM secret cannot be parsed")
+				return nil, nil, invalid("PEM block %d of the secret (a %s) cannot be parsed as a private key; re-import the certificate into Key Vault", n, block.Type)
 			}
 			key = k
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 
@@ -102,6 +103,64 @@ func TestPasswordPFX(t *testing.T) {
 			}
 			if err != nil && strings.Contains(err.Error(), pw) {
 				t.Errorf("error holds the password: %v", err)
+			}
+		})
+	}
+}
+
+// rawErrVault answers every read with err as the SDK would give it, unclassified.
+type rawErrVault struct {
+	fakeVault
+	err error
+}
+
+func (v *rawErrVault) GetSecret(context.Context, string, string) (keyvault.Secret, error) {
+	return keyvault.Secret{}, v.err
+}
+
+// TestPasswordPFXErrorsNeverRepeatTheValue: the errors of objectPFXPasswordSecret and of the
+// certificate it protects name the field and the part that is wrong, never a byte of the
+// certificate's secret or of the password: each input holds leakMarker.
+func TestPasswordPFXErrorsNeverRepeatTheValue(t *testing.T) {
+	t.Parallel()
+	c := newChain(t)
+	f := &fakeVault{secrets: map[string][]fakeVersion{
+		"pw":    {{version: "v1", value: "pw-" + leakMarker}},
+		"emoji": {{version: "v1", value: "\U0001F511-" + leakMarker}},
+	}}
+	obj := func(password string) config.Object {
+		return secretObject(func(o *config.Object) {
+			o.Format, o.PFXPasswordSecret, o.PFXEncryption = config.FormatPFX, password, config.PFXModern
+		})
+	}
+	stored := keyvault.Secret{Value: c.keyPEM(t) + certsPEM(c.leaf), ContentType: contentTypePEM, CertificateBacked: true}
+	badCert := keyvault.Secret{Value: c.keyPEM(t) + pemOf("CERTIFICATE", badURICert(t, c)), ContentType: contentTypePEM, CertificateBacked: true}
+	badKey := keyvault.Secret{Value: certsPEM(c.leaf) + pemOf("PRIVATE KEY", []byte("0\x10"+leakMarker)), ContentType: contentTypePEM, CertificateBacked: true}
+	garbagePFX := keyvault.Secret{Value: base64.StdEncoding.EncodeToString([]byte(leakMarker)), ContentType: contentTypePKCS12, CertificateBacked: true}
+	undecodable := &rawErrVault{err: errors.New(`unmarshalling type *azsecrets.Secret: invalid character '` + leakMarker + `' in string literal`)}
+	for _, tt := range []struct {
+		name   string
+		client keyvault.Client
+		secret keyvault.Secret
+		obj    config.Object
+		want   string
+	}{
+		{"a certificate x509 refuses", f, badCert, obj("pw"), "PEM block 2 of the secret (a CERTIFICATE) cannot be parsed as an X.509 certificate"},
+		{"a private key that is not one", f, badKey, obj("pw"), "PEM block 2 of the secret (a PRIVATE KEY) cannot be parsed as a private key"},
+		{"PKCS#12 garbage", f, garbagePFX, obj("pw"), "the certificate's PKCS#12 could not be decoded: it is not a PKCS#12 file this provider can read"},
+		{"a password PKCS#12 cannot hold", f, stored, obj("emoji"),
+			`the PKCS#12 cannot be encrypted with the password of objectPFXPasswordSecret "emoji": the password has characters outside Unicode's Basic Multilingual Plane`},
+		{"a password secret whose response cannot be decoded", undecodable, stored, obj("pw"),
+			`objectPFXPasswordSecret "pw": Key Vault's response could not be decoded as azsecrets.Secret; the decoder's message is not repeated`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := passwordPFX(context.Background(), tt.client, tt.secret, tt.obj, true)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want one containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "MARKER") {
+				t.Errorf("the error repeats the value: %v", err)
 			}
 		})
 	}

@@ -131,6 +131,11 @@ func checkIntegersAt(der []byte, depth int) error {
 		switch {
 		case v.Class == asn1.ClassUniversal && v.Tag == asn1.TagInteger:
 			if n := new(big.Int).SetBytes(v.Bytes); len(v.Bytes) > 0 && v.Bytes[0]&0x80 == 0 && n.Cmp(big.NewInt(maxPFXIterations)) > 0 {
+				// The count is a field of the secret: say it only when it can be a count (32 bits);
+				// a longer integer is any bytes at all, and its digits would spell them.
+				if n.BitLen() > 32 {
+					return fmt.Errorf("asks for an iteration count of %d bytes, more than the %d iterations allowed", len(v.Bytes), maxPFXIterations)
+				}
 				return fmt.Errorf("asks for %s key-derivation iterations, more than the %d allowed", n, maxPFXIterations)
 			}
 		case v.IsCompound && depth < 8:

@@ -2,7 +2,9 @@ package provider
 
 import (
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -37,5 +39,32 @@ func TestPFXIterationsAreBounded(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestPFXIterationCountIsNotSpelled: an "iteration count" longer than 32 bits is any bytes at
+// all (here leakMarker's), and its decimal digits would spell them: the error gives its length.
+func TestPFXIterationCountIsNotSpelled(t *testing.T) {
+	t.Parallel()
+	n := new(big.Int).SetBytes([]byte("\x01" + leakMarker))
+	iterations, err := asn1.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := asn1.Marshal(pfxPDU{
+		Version:  3,
+		AuthSafe: pfxContentInfo{ContentType: asn1.ObjectIdentifier{1, 2, 3}},
+		MacData:  pfxMacData{Mac: asn1.NullRawValue, MacSalt: []byte{1}, Iterations: asn1.RawValue{FullBytes: iterations}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = pkcs12ToPEM(base64.StdEncoding.EncodeToString(der), true)
+	const want = "the certificate's PKCS#12: its MAC asks for an iteration count of 12 bytes, more than the 100000 iterations allowed"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want %q", err, want)
+	}
+	if strings.Contains(err.Error(), n.String()[:12]) {
+		t.Errorf("the error spells the integer: %v", err)
 	}
 }

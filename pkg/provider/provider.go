@@ -12,10 +12,12 @@ import (
 	"io/fs"
 	"path"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -51,16 +53,61 @@ type Options struct {
 	// MaxSelectedObjects bounds the objects one selection (objectNamePrefix, objectTags) may
 	// match (--max-selected-objects, default DefaultMaxSelectedObjects).
 	MaxSelectedObjects int
-	Auth               auth.Options
-	KeyVault           keyvault.Options
-	Clients            ClientCacheOptions
-	Sharing            SharingOptions
+	// MaxConcurrentMounts bounds the mounts served at once (--max-concurrent-mounts, default
+	// DefaultMaxConcurrentMounts).
+	MaxConcurrentMounts int
+	// MaxMountBytes bounds both the bytes one mount reads from Key Vault and the bytes of its files
+	// (--max-response-bytes, default DefaultMaxMountBytes).
+	MaxMountBytes int
+	// ManagedIdentity is who may use the node's managed identities.
+	ManagedIdentity ManagedIdentityPolicy
+	Auth            auth.Options
+	KeyVault        keyvault.Options
+	Clients         ClientCacheOptions
+	Sharing         SharingOptions
 	// Metrics records reads and certificate expiry (default: nothing). It is also passed to Auth
 	// and KeyVault when those have none.
 	Metrics metrics.Recorder
 	// NewClient builds the Key Vault client of an identity for a vault (default: the Azure SDK
 	// clients). Tests of the pipeline alone replace it.
 	NewClient func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error)
+	// NewCredential builds an identity's credential (default: auth.NewCredential). Tests of the
+	// pipeline alone replace it.
+	NewCredential func(id config.Identity, tenantID string, env cloud.Environment, a *auth.Assertion, o auth.Options) (azcore.TokenCredential, error)
+}
+
+// ManagedIdentityPolicy says which pods may mount with the node's managed identities
+// (useVMManagedIdentity). Any pod on a node can name them, as with Azure's provider: a
+// SecretProviderClass proves nothing about the pod, so the operator decides.
+type ManagedIdentityPolicy struct {
+	// Namespaces whose pods may use them (--managed-identity-namespaces); nil allows every
+	// namespace, an empty non-nil list none.
+	Namespaces []string
+	// AllowSelections lets them list a vault (objectNamePrefix, objectTags), which reads every
+	// object name and tag of the vault (--allow-managed-identity-selections).
+	AllowSelections bool
+}
+
+// check refuses a mount with the node's managed identity that the policy does not allow.
+func (m ManagedIdentityPolicy) check(cfg config.MountConfig) *keyvault.Error {
+	if cfg.Identity.Mode != config.ManagedIdentity {
+		return nil
+	}
+	if m.Namespaces != nil && !slices.Contains(m.Namespaces, cfg.Pod.Namespace) {
+		return &keyvault.Error{Kind: keyvault.KindPermissionDenied, Code: codePolicy, Detail: fmt.Sprintf(
+			"this node's provider does not let namespace %q use the node's managed identity (--managed-identity-namespaces, chart value managedIdentity.namespaces): "+
+				"use workload identity, or ask the cluster operator to allow the namespace", cfg.Pod.Namespace)}
+	}
+	if !m.AllowSelections {
+		for _, o := range cfg.Objects {
+			if o.Selection() {
+				return &keyvault.Error{Kind: keyvault.KindPermissionDenied, Code: codePolicy, Detail: fmt.Sprintf(
+					"objectNamePrefix and objectTags list the vault, which this node's provider does not allow with the node's managed identity (%s) "+
+						"(--allow-managed-identity-selections, chart value managedIdentity.allowSelections): name the objects, or use workload identity", o.Describe())}
+			}
+		}
+	}
+	return nil
 }
 
 // File is one file of a mount, relative to the target path.
@@ -86,6 +133,8 @@ type Result struct {
 type Provider struct {
 	opts    Options
 	clients *clientCache
+	turns   chan struct{} // one per mount being served
+	large   chan struct{} // one per large mount (budget.go)
 }
 
 // New returns a Provider.
@@ -96,6 +145,12 @@ func New(o Options) *Provider {
 	if o.MaxSelectedObjects <= 0 {
 		o.MaxSelectedObjects = DefaultMaxSelectedObjects
 	}
+	if o.MaxConcurrentMounts <= 0 {
+		o.MaxConcurrentMounts = DefaultMaxConcurrentMounts
+	}
+	if o.MaxMountBytes <= 0 {
+		o.MaxMountBytes = DefaultMaxMountBytes
+	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.Nop{}
 	}
@@ -105,13 +160,13 @@ func New(o Options) *Provider {
 	if o.KeyVault.Metrics == nil {
 		o.KeyVault.Metrics = o.Metrics
 	}
-	p := &Provider{opts: o}
+	p := &Provider{opts: o, turns: make(chan struct{}, o.MaxConcurrentMounts), large: make(chan struct{}, maxLargeMounts)}
 	if p.opts.NewClient == nil {
 		p.opts.NewClient = func(vaultURL string, cred azcore.TokenCredential) (keyvault.Client, error) {
 			return keyvault.New(vaultURL, cred, o.KeyVault)
 		}
 	}
-	p.clients = newClientCache(o.Clients, o.Sharing, o.Metrics)
+	p.clients = newClientCache(o.Clients, o.Sharing, o.Metrics, o.NewCredential)
 	return p
 }
 
@@ -126,6 +181,23 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 			return Result{}, &MountError{Config: cfg, Err: &keyvault.Error{Kind: keyvault.KindPermissionDenied, Code: codeTokenSubject, Detail: err.Error()}}
 		}
 	}
+	if err := p.opts.ManagedIdentity.check(cfg); err != nil {
+		return Result{}, &MountError{Config: cfg, Err: err}
+	}
+	if n := worstCaseFiles(cfg, p.opts.MaxSelectedObjects); n > config.MaxFiles {
+		return Result{}, &MountError{Config: cfg, Err: &keyvault.Error{Kind: keyvault.KindInvalidArgument, Detail: fmt.Sprintf(
+			"the objects could write up to %d files (each objectNamePrefix/objectTags selection counts as the %d objects it may match, --max-selected-objects), "+
+				"more than the %d allowed in one mount: use fewer selections or split the SecretProviderClass", n, p.opts.MaxSelectedObjects, config.MaxFiles)}}
+	}
+	release, err := p.takeTurn(ctx)
+	if err != nil {
+		return Result{}, &MountError{Config: cfg, Err: keyvault.AsError(err)}
+	}
+	defer release()
+	budget := p.newBudget()
+	defer budget.release()
+	ctx, stop := context.WithCancel(keyvault.WithReadCharge(withBudget(ctx, budget), budget.chargeRead)) // a passed bound stops the mount's other reads
+	defer stop()
 	env, err := resolveCloud(ctx, cfg)
 	if err != nil {
 		return Result{}, &MountError{Config: cfg, Err: keyvault.AsError(err)}
@@ -149,42 +221,47 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 		}
 	}
 
-	results := make([]objectResult, len(cfg.Objects))
-	sem := make(chan struct{}, p.opts.Parallelism)
-	fetch := func(i int, o config.Object) {
-		vault := cfg.Vault(o)
+	// The selections are listed first, so that every read of the mount (named objects and
+	// matches alike) shares one set of --parallel-fetches workers.
+	matches := p.listSelections(ctx, cfg, clients, clientErrs)
+	var items []readItem
+	for i, o := range cfg.Objects {
+		switch m := matches[i]; {
+		case !o.Selection():
+			items = append(items, readItem{entry: i, o: o})
+		case m.err == nil:
+			for _, name := range m.names {
+				items = append(items, readItem{entry: i, o: o.Match(name)})
+			}
+		}
+	}
+	read := p.fetchAll(ctx, len(items), func(i int) objectResult {
+		it := items[i]
+		vault := cfg.Vault(it.o)
 		if err := clientErrs[vault]; err != nil {
-			results[i] = objectResult{err: err}
-			return
+			return objectResult{err: err}
 		}
-		select {
-		case sem <- struct{}{}:
-			defer func() { <-sem }()
-			defer func() { // a panic here would end the process, and every mount in flight
-				if r := recover(); r != nil {
-					klog.ErrorS(nil, "panic while rendering an object", "object", o.ID(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-					results[i] = objectResult{err: &keyvault.Error{Kind: keyvault.KindInternal, Detail: "internal error in the provider (logged with its stack)"}}
-				}
-			}()
-			results[i] = p.fetchObject(ctx, cfg, clients[vault], vault, o)
-		case <-ctx.Done():
-			results[i] = objectResult{err: keyvault.AsError(ctx.Err())}
+		r := p.fetchObject(ctx, clients[vault], vault, it.o)
+		if keyvault.KindOf(r.err) == keyvault.KindResourceExhausted {
+			stop()
 		}
+		return r
+	})
+	results := make([]objectResult, len(cfg.Objects))
+	for i := range cfg.Objects {
+		results[i].err = matches[i].err
 	}
-	// The last object is read on this goroutine, the others on one each: a mount of one object
-	// starts no goroutine.
-	var wg sync.WaitGroup
-	n := len(cfg.Objects)
-	for i := 0; i < n-1; i++ {
-		wg.Go(func() { fetch(i, cfg.Objects[i]) })
+	for i, it := range items {
+		results[it.entry] = addRead(results[it.entry], cfg.Objects[it.entry], it.o, read[i])
 	}
-	if n > 0 {
-		fetch(n-1, cfg.Objects[n-1])
-	}
-	wg.Wait()
 
 	var res Result
 	var failures []ObjectError
+	for _, r := range results {
+		if err := keyvault.AsError(r.err); err != nil && err.Kind == keyvault.KindResourceExhausted {
+			return Result{}, &MountError{Config: cfg, Err: err} // the other objects were stopped for it
+		}
+	}
 	for i, r := range results {
 		if r.err != nil {
 			o, err := cfg.Objects[i], keyvault.AsError(r.err)
@@ -206,6 +283,46 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 		return Result{}, &MountError{Config: cfg, Err: &keyvault.Error{Kind: keyvault.KindInvalidArgument, Detail: err.Error()}}
 	}
 	return res, nil
+}
+
+// fetchAll runs fetch(i) for every i < n on at most --parallel-fetches goroutines, the caller's
+// among them (a mount of one object starts no goroutine), and returns the results in order. A
+// goroutine per item would cost a stack per object of every mount waiting its turn (thousands with
+// many large mounts at once). An item not started when ctx ends gets ctx's error; a panic fails
+// only its item (on a goroutine of its own it would end the process, and every mount in flight).
+func (p *Provider) fetchAll(ctx context.Context, n int, fetch func(i int) objectResult) []objectResult {
+	results := make([]objectResult, n)
+	var next atomic.Int64
+	work := func() {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return
+			}
+			if err := ctx.Err(); err != nil {
+				results[i] = objectResult{err: keyvault.AsError(err)}
+				continue
+			}
+			results[i] = recoverFetch(i, fetch)
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(p.opts.Parallelism, n) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+	return results
+}
+
+func recoverFetch(i int, fetch func(i int) objectResult) (r objectResult) {
+	defer func() {
+		if v := recover(); v != nil {
+			klog.ErrorS(nil, "panic while reading or rendering an object", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			r = objectResult{err: &keyvault.Error{Kind: keyvault.KindInternal, Detail: "internal error in the provider (logged with its stack)"}}
+		}
+	}()
+	return fetch(i)
 }
 
 // resolveCloud resolves the mount's cloud within its deadline (an Azure Stack file is read from
@@ -245,13 +362,43 @@ type objectResult struct {
 	err      error
 }
 
-// fetchObject reads one object: one version, or the newest History enabled versions.
-func (p *Provider) fetchObject(ctx context.Context, cfg config.MountConfig, client keyvault.Client, vault string, o config.Object) objectResult {
-	if o.Selection() {
-		return p.fetchSelection(ctx, cfg, client, vault, o)
+// readItem is one object to read: a named entry, or one match of a selection entry.
+type readItem struct {
+	entry int
+	o     config.Object
+}
+
+// addRead adds the read of object o (entry itself, or one of its matches) to the result of entry.
+// A match that vanished between the list and its read is left out; any other failure of a match
+// fails the whole entry, named by the match.
+func addRead(to objectResult, entry, o config.Object, r objectResult) objectResult {
+	if to.err != nil {
+		return to
 	}
+	if r.err != nil {
+		if !entry.Selection() {
+			return r
+		}
+		e := keyvault.AsError(r.err)
+		if e.Absent() {
+			return to // deleted or disabled since the list: the next mount lists again
+		}
+		m := *e
+		m.Detail = fmt.Sprintf("%s %q: %s", o.Type, o.Name, e.Detail)
+		return objectResult{err: &m}
+	}
+	to.files = append(to.files, r.files...)
+	to.versions = append(to.versions, r.versions...)
+	return to
+}
+
+// fetchObject reads one named object: one version, or the newest History enabled versions.
+func (p *Provider) fetchObject(ctx context.Context, client keyvault.Client, vault string, o config.Object) objectResult {
 	if o.History == 0 {
 		files, version, err := p.fetchVersion(ctx, client, vault, o, o.Version, o.FileName(), true)
+		if err == nil {
+			err = budgetOf(ctx).chargeFiles(ctx, files)
+		}
 		if err != nil {
 			return objectResult{err: err}
 		}
@@ -265,6 +412,9 @@ func (p *Provider) fetchObject(ctx context.Context, cfg config.MountConfig, clie
 	var out objectResult
 	for i, v := range versions {
 		files, version, err := p.fetchVersion(ctx, client, vault, o, v, path.Join(o.FileName(), strconv.Itoa(i)), i == 0)
+		if err == nil {
+			err = budgetOf(ctx).chargeFiles(ctx, files)
+		}
 		if err != nil {
 			return objectResult{err: err}
 		}
@@ -338,6 +488,9 @@ func (p *Provider) historyVersions(ctx context.Context, client keyvault.Client, 
 // fetchVersion reads one version of o and renders its file(s) at filePath.
 // newest marks the version whose certificate expiry is exported (history files hold older ones too).
 func (p *Provider) fetchVersion(ctx context.Context, client keyvault.Client, vault string, o config.Object, version, filePath string, newest bool) ([]File, string, error) {
+	if err := budgetOf(ctx).gate(ctx); err != nil {
+		return nil, "", err
+	}
 	klog.V(4).InfoS("reading object", "objectType", o.Type, "objectName", o.Name, "objectVersion", versionOrLatest(version))
 	switch o.Type {
 	case config.TypeSecret:

@@ -81,15 +81,15 @@ func (f *fakeVault) KeyVersions(context.Context, string) ([]keyvault.VersionInfo
 func (f *fakeVault) CertificateVersions(context.Context, string) ([]keyvault.VersionInfo, error) {
 	return nil, errors.New("not in the fake")
 }
-func (f *fakeVault) ListSecrets(context.Context) ([]keyvault.ObjectInfo, error) {
+func (f *fakeVault) ListSecrets(_ context.Context, q keyvault.ListQuery) ([]keyvault.Match, error) {
 	defer f.track()()
 	var out []keyvault.ObjectInfo
 	for name := range f.secrets {
 		out = append(out, keyvault.ObjectInfo{Name: name})
 	}
-	return out, nil
+	return q.Filter(out, time.Now())
 }
-func (f *fakeVault) ListCertificates(context.Context) ([]keyvault.ObjectInfo, error) {
+func (f *fakeVault) ListCertificates(context.Context, keyvault.ListQuery) ([]keyvault.Match, error) {
 	return nil, errors.New("not in the fake")
 }
 
@@ -98,6 +98,9 @@ func newFakeProvider(f *fakeVault, o Options) (*Provider, *atomic.Int32) {
 	o.NewClient = func(string, azcore.TokenCredential) (keyvault.Client, error) {
 		clients.Add(1)
 		return f, nil
+	}
+	if o.NewCredential == nil {
+		o.NewCredential = newFakeCredential
 	}
 	return New(o), &clients
 }

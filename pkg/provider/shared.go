@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/klog/v2"
 
 	"github.com/akv-csi/provider/pkg/keyvault"
@@ -67,10 +68,16 @@ type sharedClient struct {
 	vault  *vaultLimiter
 	budget *byteBudget
 	rec    metrics.Recorder
-	// proven is set once the vault answered this identity with a value or a NotFound (so it has
-	// access): until then its reads are paced by the vault's small probation limiter, so an
-	// identity the vault refuses cannot use up the budget of the identities it serves.
-	proven atomic.Bool
+	// proven is set once the vault served this identity (a value, a NotFound or a disabled
+	// object: it has access); refused once the vault refused it (401, 403) and until it serves
+	// it. A refused identity's reads are paced by its own probation limiter and then by the
+	// vault's small probation budget, so identities the vault refuses cannot use up the budget of
+	// the ones it serves, nor starve a new identity's first reads (which take the main budget).
+	proven, refused atomic.Bool
+	probation       *rate.Limiter // this identity's own, at this vault
+	// onProven and onRefused tell the client cache (which keeps proven identities and refusals).
+	onProven, onRefused func()
+	lastUsed            time.Time // guarded by the client cache's lock
 
 	mu      sync.Mutex
 	flights map[string]*flight
@@ -104,8 +111,15 @@ type keptResult struct {
 	size    int64
 }
 
+// Probation of one refused identity at one vault: a read per second, 3 at once.
+const (
+	identityProbationRate  = 1
+	identityProbationBurst = 3
+)
+
 func newSharedClient(next keyvault.Client, vault *vaultLimiter, budget *byteBudget, o SharingOptions, rec metrics.Recorder) *sharedClient {
 	c := &sharedClient{next: next, opts: o, vault: vault, budget: budget, rec: rec,
+		probation: rate.NewLimiter(identityProbationRate, identityProbationBurst), onProven: func() {}, onRefused: func() {},
 		flights: map[string]*flight{}, kept: map[string]*keptResult{}}
 	for i := range c.first {
 		c.first[i] = make(chan struct{}, 1)
@@ -263,8 +277,16 @@ func throttled[T any](ctx context.Context, c *sharedClient, fetch func(context.C
 		}
 		v, err := fetch(ctx)
 		kvErr := keyvault.AsError(err)
-		if err == nil || kvErr.Kind == keyvault.KindNotFound {
-			c.proven.Store(true)
+		switch {
+		case err == nil || kvErr.Absent():
+			c.refused.Store(false)
+			if c.proven.CompareAndSwap(false, true) {
+				c.onProven()
+			}
+		case kvErr.Status == 401 || kvErr.Status == 403:
+			if !c.proven.Load() && !c.refused.Swap(true) {
+				c.onRefused()
+			}
 		}
 		if err == nil || kvErr.Status != 429 {
 			return v, err
@@ -292,20 +314,26 @@ func throttled[T any](ctx context.Context, c *sharedClient, fetch func(context.C
 	}
 }
 
-// wait takes one request's turn at the vault's rate limiter: the main budget once the identity is
-// proven, the probation budget before. It fails at once when the turn would come after ctx's
-// deadline.
+// wait takes one request's turn at the vault's rate limiters: the main budget, or for an identity
+// the vault refused and has not served since, its own probation limiter and then the vault's
+// probation budget. It fails at once when the turn would come after ctx's deadline.
 func (c *sharedClient) wait(ctx context.Context) error {
-	limiter := c.vault.probation
-	if c.proven.Load() {
-		limiter = c.vault.proven
+	limiters := []*rate.Limiter{c.vault.proven}
+	if c.refused.Load() && !c.proven.Load() {
+		limiters = []*rate.Limiter{c.probation, c.vault.probation}
 	}
-	if err := limiter.Wait(ctx); err != nil {
-		if ctx.Err() != nil {
-			return keyvault.AsError(ctx.Err())
+	for _, l := range limiters {
+		if err := l.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
+				return keyvault.AsError(ctx.Err())
+			}
+			limit := fmt.Sprintf("rate limit for this vault (%g reads/s)", float64(l.Limit()))
+			if l != c.vault.proven {
+				limit = fmt.Sprintf("probation limit for an identity this vault refused (%g reads/s)", float64(l.Limit()))
+			}
+			return &keyvault.Error{Kind: keyvault.KindUnavailable, Code: codeProviderLimit, Err: err,
+				Detail: "the provider's " + limit + " would delay this read past the driver's deadline; the driver will retry"}
 		}
-		return &keyvault.Error{Kind: keyvault.KindUnavailable, Err: err,
-			Detail: fmt.Sprintf("the provider's rate limit for this vault (%g reads/s) would delay this read past the driver's deadline", c.opts.VaultRateLimit)}
 	}
 	return nil
 }
@@ -360,13 +388,10 @@ func resultSize(v any) int64 {
 		return entry + int64(len(r.Version)+len(r.DER))
 	case []keyvault.VersionInfo:
 		return entry + int64(len(r))*96
-	case []keyvault.ObjectInfo:
+	case []keyvault.Match:
 		n := entry
-		for _, o := range r {
-			n += 160 + len(o.Name) + len(o.ContentType)
-			for k, v := range o.Attributes.Tags {
-				n += len(k) + len(v) + 32
-			}
+		for _, m := range r {
+			n += 64 + len(m.Name) + 8*len(m.Selectors) // the Match, its name and its indexes
 		}
 		return int64(n)
 	}
@@ -411,30 +436,32 @@ func (c *sharedClient) GetCertificate(ctx context.Context, name, version string)
 
 func (c *sharedClient) SecretVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
 	return read(ctx, c, readKey("secret-versions", name, ""), alone(c, secretsClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
-		return c.next.SecretVersions(ctx, name)
+		return c.next.SecretVersions(keyvault.WithPacer(ctx, c.wait), name)
 	}))
 }
 
 func (c *sharedClient) KeyVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
 	return read(ctx, c, readKey("key-versions", name, ""), alone(c, keysClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
-		return c.next.KeyVersions(ctx, name)
+		return c.next.KeyVersions(keyvault.WithPacer(ctx, c.wait), name)
 	}))
 }
 
 func (c *sharedClient) CertificateVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
 	return read(ctx, c, readKey("cert-versions", name, ""), alone(c, certsClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
-		return c.next.CertificateVersions(ctx, name)
+		return c.next.CertificateVersions(keyvault.WithPacer(ctx, c.wait), name)
 	}))
 }
 
-func (c *sharedClient) ListSecrets(ctx context.Context) ([]keyvault.ObjectInfo, error) {
-	return read(ctx, c, readKey("secret-list", "", ""), alone(c, secretsClient, func(ctx context.Context) ([]keyvault.ObjectInfo, error) {
-		return c.next.ListSecrets(ctx)
+// ListSecrets shares a listing between callers with the same query. The first page takes a turn at
+// the vault's limiter as any read does (throttled); every later page takes one more (the pacer).
+func (c *sharedClient) ListSecrets(ctx context.Context, q keyvault.ListQuery) ([]keyvault.Match, error) {
+	return read(ctx, c, readKey("secret-list", q.Key(), ""), alone(c, secretsClient, func(ctx context.Context) ([]keyvault.Match, error) {
+		return c.next.ListSecrets(keyvault.WithPacer(ctx, c.wait), q)
 	}))
 }
 
-func (c *sharedClient) ListCertificates(ctx context.Context) ([]keyvault.ObjectInfo, error) {
-	return read(ctx, c, readKey("cert-list", "", ""), alone(c, certsClient, func(ctx context.Context) ([]keyvault.ObjectInfo, error) {
-		return c.next.ListCertificates(ctx)
+func (c *sharedClient) ListCertificates(ctx context.Context, q keyvault.ListQuery) ([]keyvault.Match, error) {
+	return read(ctx, c, readKey("cert-list", q.Key(), ""), alone(c, certsClient, func(ctx context.Context) ([]keyvault.Match, error) {
+		return c.next.ListCertificates(keyvault.WithPacer(ctx, c.wait), q)
 	}))
 }

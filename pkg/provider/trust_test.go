@@ -24,7 +24,7 @@ func (*panicVault) GetSecret(context.Context, string, string) (keyvault.Secret, 
 func TestPanicInAReadFailsOnlyThatMount(t *testing.T) {
 	t.Parallel()
 	good := &fakeVault{secrets: map[string][]fakeVersion{"a": {{"va", "A", time.Now(), true}}}}
-	p := New(Options{NewClient: func(vaultURL string, _ azcore.TokenCredential) (keyvault.Client, error) {
+	p := New(Options{NewCredential: newFakeCredential, NewClient: func(vaultURL string, _ azcore.TokenCredential) (keyvault.Client, error) {
 		if strings.Contains(vaultURL, "kv-panic") {
 			return &panicVault{}, nil
 		}
@@ -45,23 +45,31 @@ func TestPanicInAReadFailsOnlyThatMount(t *testing.T) {
 	}
 }
 
-// TestLimitersArePrunedWithIdentities: a vault's limiter goes when the last identity that used it
-// is dropped, so the map cannot grow with vault names nobody mounts any more.
-func TestLimitersArePrunedWithIdentities(t *testing.T) {
+// TestIdleEntriesAreDropped: identities and vault limiters nobody used for IdleTTL are dropped at
+// the next mount, so the maps cannot grow with identities and vault names nobody mounts any more.
+func TestIdleEntriesAreDropped(t *testing.T) {
 	t.Parallel()
 	f := &fakeVault{secrets: map[string][]fakeVersion{"a": {{"va", "A", time.Now(), true}}}}
-	p, _ := newFakeProvider(f, Options{Clients: ClientCacheOptions{MaxIdentities: 2}})
-	for i, v := range []string{"kv-one", "kv-two", "kv-three", "kv-four"} {
+	p, _ := newFakeProvider(f, Options{Clients: ClientCacheOptions{IdleTTL: time.Hour}})
+	now := time.Now()
+	p.clients.now = func() time.Time { return now }
+	for _, v := range []string{"kv-one", "kv-two", "kv-three", "kv-four"} {
 		cfg := mountConfig(secret("a"))
 		cfg.VaultName = v
 		cfg.Identity.ClientID = "sp-" + v // one identity per vault
 		if _, err := p.Mount(context.Background(), cfg); err != nil {
 			t.Fatal(err)
 		}
-		ids, limiters := p.clients.size()
-		if want := min(i+1, 2); ids != want || limiters != want {
-			t.Errorf("after %d vaults: %d identities, %d limiters; want %d and %d", i+1, ids, limiters, want, want)
-		}
+	}
+	if ids, limiters := p.clients.size(); ids != 4 || limiters != 4 {
+		t.Fatalf("%d identities, %d limiters; want 4 and 4", ids, limiters)
+	}
+	now = now.Add(time.Hour + sweepEvery + time.Second)
+	if _, err := p.Mount(context.Background(), mountConfig(secret("a"))); err != nil {
+		t.Fatal(err)
+	}
+	if ids, limiters := p.clients.size(); ids != 1 || limiters != 1 {
+		t.Errorf("after an idle hour: %d identities, %d limiters; want 1 and 1 (the new mount's)", ids, limiters)
 	}
 }
 

@@ -158,6 +158,8 @@ func codeOf(err error) codes.Code {
 		return codes.Unavailable
 	case keyvault.KindDeadlineExceeded:
 		return codes.DeadlineExceeded
+	case keyvault.KindResourceExhausted:
+		return codes.ResourceExhausted
 	}
 	return codes.Internal
 }

@@ -86,22 +86,28 @@ func (s stubMounter) Mount(context.Context, config.MountConfig) (provider.Result
 // serve runs the provider's gRPC server for m on a socket of its own until the test ends.
 func serve(t *testing.T, m Mounter) (socket string, g *GRPC) {
 	t.Helper()
-	socket = filepath.Join(t.TempDir(), "azure.sock")
-	l, err := Listen("unix://" + socket)
+	l, g := serveListener(t, m)
+	return l.Addr().String(), g
+}
+
+// serveListener is serve, returning the listener.
+func serveListener(t *testing.T, m Mounter) (net.Listener, *GRPC) {
+	t.Helper()
+	l, err := Listen("unix://" + filepath.Join(t.TempDir(), "azure.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g = NewGRPC(NewService(m, config.Defaults{}, nil))
+	g := NewGRPC(NewService(m, config.Defaults{}, nil), 0)
 	go func() { _ = g.Server.Serve(l) }()
 	t.Cleanup(g.Server.Stop)
-	return socket, g
+	return l, g
 }
 
 func TestHealthz(t *testing.T) {
 	t.Parallel()
-	socket, g := serve(t, stubMounter{})
+	l, g := serveListener(t, stubMounter{})
 
-	srv, hl, err := Healthz("127.0.0.1:0", "/healthz", "unix://"+socket, 2*time.Second)
+	srv, hl, err := Healthz("127.0.0.1:0", "/healthz", l, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +131,7 @@ func TestHealthz(t *testing.T) {
 	}
 
 	// A taken port is an error at start, not silence.
-	if _, _, err := Healthz(hl.Addr().String(), "/healthz", "unix://"+socket, time.Second); err == nil {
+	if _, _, err := Healthz(hl.Addr().String(), "/healthz", l, time.Second); err == nil {
 		t.Error("Healthz on a port in use succeeded")
 	}
 }

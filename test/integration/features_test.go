@@ -108,7 +108,7 @@ func TestJSONKey(t *testing.T) {
 		"objectName: app-config\nobjectType: secret\nobjectJSONKey: db-password\nobjectAlias: db-password\nfilePermission: \"0400\"",
 		"objectName: app-config\nobjectType: secret\nobjectJSONKey: api.token\nobjectAlias: api-token",
 		"objectName: app-config\nobjectType: secret\nobjectJSONKey: api\nobjectAlias: api.json",
-		"objectName: app-config\nobjectType: secret\nobjectJSONKey: length(list)\nobjectAlias: list-length",
+		"objectName: app-config\nobjectType: secret\nobjectJSONKey: list[-1]\nobjectAlias: list-last",
 		"objectName: app-config\nobjectType: secret\nobjectJSONKey: '\"cert-b64\"'\nobjectEncoding: base64\nobjectAlias: bin",
 		"objectName: app-config\nobjectType: secret\nobjectAlias: whole.json",
 	)
@@ -118,7 +118,7 @@ func TestJSONKey(t *testing.T) {
 		"db-password": jsonDBPass,
 		"api-token":   jsonToken,
 		"api.json":    `{"token":"` + jsonToken + `","port":5432}`, // stored order, compact
-		"list-length": "2",
+		"list-last":   "2",
 		"bin":         "json-bin-Kx4",
 		"whole.json":  appConfig,
 	}, map[string]int32{"db-password": 0o400})
@@ -146,7 +146,7 @@ func TestJSONKeyErrors(t *testing.T) {
 		{"not JSON", "objectName: not-json\nobjectType: secret\nobjectJSONKey: a", codes.InvalidArgument,
 			[]string{`get secret "not-json"`, "the secret's value is not JSON (syntax error at byte", "remove objectJSONKey"}},
 		{"neither a key nor JMESPath", "objectName: app-config\nobjectType: secret\nobjectJSONKey: 'a..b'", codes.InvalidArgument,
-			[]string{`objectJSONKey "a..b" is not a top-level key of the secret's JSON`, "not a valid JMESPath expression"}},
+			[]string{`objectJSONKey "a..b": an empty name between dots at byte 2 is not accepted`, "a JMESPath path"}},
 		{"certificate's secret", "objectName: web-pfx\nobjectType: secret\nobjectJSONKey: a", codes.InvalidArgument,
 			[]string{`get secret "web-pfx"`, "this secret holds a certificate (application/x-pkcs12), not JSON"}},
 		{"on a key", "objectName: rsa\nobjectType: key\nobjectJSONKey: a", codes.InvalidArgument,
@@ -531,12 +531,15 @@ func TestSelection(t *testing.T) {
 func TestSelectionErrors(t *testing.T) {
 	capped := startProvider(t, provider.Options{MaxSelectedObjects: 2})
 	wantMountError(t, capped, vaultBMount("objectNamePrefix: app-\nobjectType: secret"), codes.InvalidArgument,
-		`get secrets selected by objectNamePrefix "app-" in vault "kv-int-b": the selection matches 3 objects, more than the 2 allowed (--max-selected-objects)`)
+		`get secrets selected by objectNamePrefix "app-" in vault "kv-int-b": the selection matches more than the 2 objects allowed (--max-selected-objects)`)
 
-	c := startProvider(t, provider.Options{})
-	// This identity may read secrets only: listing certificates is refused, and the hint says list.
+	// With the node's managed identity, a selection lists the vault only if the operator allows it.
 	denied := mountRequest{params: map[string]string{config.KeyVaultName: vault, config.TenantID: tenant, config.UseVMManagedIdentity: "true",
 		config.UserAssignedIdentityID: miUser, config.Objects: objects("objectTags: team=web\nobjectType: cert")}}
+	wantMountError(t, startProvider(t, provider.Options{}), denied, codes.PermissionDenied,
+		`objectNamePrefix and objectTags list the vault, which this node's provider does not allow with the node's managed identity`, "--allow-managed-identity-selections")
+	c := startProvider(t, provider.Options{ManagedIdentity: provider.ManagedIdentityPolicy{AllowSelections: true}})
+	// This identity may read secrets only: listing certificates is refused, and the hint says list.
 	wantMountError(t, c, denied, codes.PermissionDenied, `get certs selected by objectTags "team=web" in vault "kv-int": 403`,
 		`"Key Vault Certificate User" role on vault "kv-int" (RBAC; the role includes list), or the certificates get and list permission`)
 	for _, tt := range []struct {

@@ -315,7 +315,7 @@ func TestMountErrors(t *testing.T) {
 		}, codes.InvalidArgument, []string{"tokenRequests"}},
 		{"wrong client secret", func(*testing.T) mountRequest {
 			return mountRequest{params: base(nil, plain), secrets: sp(spOK, "wrong")}
-		}, codes.Unauthenticated, []string{"AADSTS7000215", `secret "plain" (version latest)`, "clientsecret in the nodePublishSecretRef Secret is wrong or expired"}},
+		}, codes.Unauthenticated, []string{"AADSTS7000215", `mount vault "kv-int"`, "clientsecret in the nodePublishSecretRef Secret is wrong or expired"}},
 		{"unknown application", func(*testing.T) mountRequest {
 			return mountRequest{params: base(nil, plain), secrets: sp("5b0a0000-0000-4000-8000-00000000dead", spSecret)}
 		}, codes.Unauthenticated, []string{"AADSTS700016", "was not found in tenant " + tenant}},

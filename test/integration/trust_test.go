@@ -237,14 +237,19 @@ func TestRotationNeverJoinsAnOlderRead(t *testing.T) {
 	}
 }
 
-// TestDeniedIdentityCannotSpendBudget: an identity the vault refuses is paced by the vault's
-// probation budget, so its flood does not delay an identity the vault serves.
+// TestDeniedIdentityCannotSpendBudget: once the vault refused an identity, its reads are paced by
+// its own and the vault's probation budgets, so its flood does not delay an identity the vault
+// serves. (Before its first refusal, a new identity's first read of each object type takes the
+// main budget, like any new identity's.)
 func TestDeniedIdentityCannotSpendBudget(t *testing.T) {
 	c := startProvider(t, provider.Options{Sharing: provider.SharingOptions{VaultRateLimit: 2, VaultBurst: 2}})
 	if _, err := mount(t, c, spRequest(spOK, plainSecret)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // the budget refills
+	if _, err := mount(t, c, spRequest(spDenied, threeObjects...)); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("the denied identity's first mount: %v, want PermissionDenied", err)
+	}
+	time.Sleep(2 * time.Second) // the budget refills
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Add(1)

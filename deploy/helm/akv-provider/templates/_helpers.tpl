@@ -121,7 +121,7 @@ app.kubernetes.io/part-of: secrets-store-csi-driver
 - --healthz-port={{ .os.healthzPort }}
 - --healthz-path={{ .os.healthzPath }}
 - --healthz-timeout={{ .os.healthzTimeout }}
-- --prometheus-port={{ include "akv-provider.metricsPort" . }}
+- --prometheus-port={{ ternary (include "akv-provider.metricsPort" .) "0" (ne (toString .root.Values.metricsEnabled) "false") }}
 - --construct-pem-chain={{ include "akv-provider.bool" .root.Values.constructPEMChain }}
 - --write-cert-and-key-in-separate-files={{ include "akv-provider.bool" .root.Values.writeCertAndKeyInSeparateFiles }}
 - --cloud-name={{ .root.Values.cloudName }}
@@ -129,26 +129,76 @@ app.kubernetes.io/part-of: secrets-store-csi-driver
 - --result-cache-ttl={{ .root.Values.resultCacheTTL }}
 - --vault-rate-limit={{ .root.Values.vaultRateLimit }}
 - --vault-burst={{ .root.Values.vaultBurst }}
+- --max-concurrent-mounts={{ .root.Values.maxConcurrentMounts }}
+- {{ printf "--managed-identity-namespaces=%s" (join "," .root.Values.managedIdentity.namespaces) | quote }}
+- --allow-managed-identity-selections={{ include "akv-provider.bool" .root.Values.managedIdentity.allowSelections }}
+{{- with include "akv-provider.healthzBindAddress" . }}
+- --healthz-bind-address={{ . }}
+{{- end }}
+{{- with .os.metricsBindAddress }}
+- --metrics-bind-address={{ . }}
+{{- end }}
 {{- with .os.customUserAgent }}
 - {{ printf "--custom-user-agent=%s" . | quote }}
 {{- end }}
 {{- end -}}
 
+{{/* The address /healthz listens on: the OS block's healthzBindAddress, else 127.0.0.1 with
+host networking (Linux), else none (every address). */}}
+{{- define "akv-provider.healthzBindAddress" -}}
+{{- if .os.healthzBindAddress -}}
+{{- .os.healthzBindAddress -}}
+{{- else if .os.hostNetwork -}}
+127.0.0.1
+{{- end -}}
+{{- end -}}
+
 {{/* Ports and liveness probe shared by both OSes; .os is the OS block. */}}
 {{- define "akv-provider.portsAndProbe" -}}
+{{- $bind := include "akv-provider.healthzBindAddress" . -}}
+{{- $loopback := or (hasPrefix "127." $bind) (eq $bind "::1") (eq $bind "localhost") -}}
+{{- if and $loopback (not .os.hostNetwork) -}}
+{{- fail (printf "healthzBindAddress %s is a loopback address, which the kubelet's liveness probe reaches only with hostNetwork: true" $bind) -}}
+{{- end -}}
 ports:
   - name: healthz
     containerPort: {{ .os.healthzPort }}
     protocol: TCP
+  {{- if ne (toString .root.Values.metricsEnabled) "false" }}
   - name: metrics
     containerPort: {{ include "akv-provider.metricsPort" . }}
     protocol: TCP
+  {{- end }}
 livenessProbe:
   httpGet:
+    {{- if $loopback }}
+    host: {{ $bind }}
+    {{- end }}
     path: {{ .os.healthzPath }}
     port: {{ .os.healthzPort }}
   initialDelaySeconds: 5
   periodSeconds: 30
   timeoutSeconds: 10
   failureThreshold: 3
+{{- end -}}
+
+{{/* GOMEMLIMIT, the Go runtime's soft memory limit: 90% of the OS block's memory limit, so the
+runtime collects garbage before the kernel would kill the container, and the rest is left for
+what the runtime does not count (socket buffers). A limit helm cannot read as a whole number with
+a unit (such as 0.5Gi) is passed whole through the downward API. An env entry of the OS block named
+GOMEMLIMIT comes later and wins. .os is the OS block. */}}
+{{- define "akv-provider.memoryLimitEnv" -}}
+{{- $limit := toString (((.os.resources | default dict).limits | default dict).memory | default "") -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 -}}
+{{- $number := regexFind "^[0-9]+" $limit -}}
+{{- $unit := trimPrefix $number $limit -}}
+- name: GOMEMLIMIT
+{{- if and $number (hasKey $units $unit) }}
+  value: {{ div (mul (int64 $number) (get $units $unit) 9) 10 | quote }}
+{{- else }}
+  valueFrom:
+    resourceFieldRef:
+      containerName: provider
+      resource: limits.memory
+{{- end }}
 {{- end -}}
