@@ -172,6 +172,10 @@ func safeLine(err error) string {
 	return line
 }
 
+// TokenFailure classifies the failure of a token request made outside a Key Vault client (the
+// provider's proof of a new identity) as a read's token failure would be.
+func TokenFailure(err error) *Error { return classify(&tokenError{err}) }
+
 // tokenError marks a failure to get a token, so that it is reported as an identity problem
 // even when azidentity gives it no type of its own (e.g. a credential that is unavailable).
 type tokenError struct{ err error }

@@ -3,12 +3,10 @@ package provider
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
@@ -342,19 +340,10 @@ func (c *clientCache) prove(ctx context.Context, key string, cfg config.MountCon
 // the managed identity endpoint said, or that no token could be had.
 func tokenFailure(err error) error {
 	var proxyErr *auth.TokenProxyError
-	var authErr *azidentity.AuthenticationFailedError
-	switch {
-	case errors.As(err, &proxyErr): // the AKS token proxy refused or could not be reached
+	if errors.As(err, &proxyErr) { // the AKS token proxy refused or could not be reached
 		return &keyvault.Error{Kind: keyvault.KindUnauthenticated, Detail: "could not get a token: " + proxyErr.Error(), Err: err}
-	case errors.As(err, &authErr), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return keyvault.AsError(err)
 	}
-	// azidentity appends the HTTP exchange on further lines: keep the first, bounded.
-	msg, _, _ := strings.Cut(err.Error(), "\n")
-	if msg = strings.TrimSpace(msg); len(msg) > 300 {
-		msg = msg[:300] + "..."
-	}
-	return &keyvault.Error{Kind: keyvault.KindUnauthenticated, Detail: "could not get a token: " + msg, Err: err}
+	return keyvault.TokenFailure(err)
 }
 
 // adoptLocked records an accepted token for the identity of key, creating the identity (in the
