@@ -178,29 +178,7 @@ func TestCloseRemovesOnlyItsOwnSocket(t *testing.T) {
 func TestHealthzAnswersOnlyForItsOwnSocket(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "azure.sock")
-	l, err := Listen("unix://" + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := NewGRPC(NewService(stubMounter{}, config.Defaults{}, nil), 0)
-	go func() { _ = g.Server.Serve(l) }()
-	t.Cleanup(g.Server.Stop)
-	srv, hl, err := Healthz("127.0.0.1:0", "/healthz", l, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = Serve(srv, hl) }()
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	get := func() (int, string) {
-		t.Helper()
-		resp, err := http.Get("http://" + hl.Addr().String() + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
+	get := serveWithHealthz(t, "unix://"+path)
 	if code, body := get(); code != http.StatusOK {
 		t.Fatalf("own socket: %d %s", code, body)
 	}
@@ -220,7 +198,16 @@ func TestHealthzAnswersOnlyForItsOwnSocket(t *testing.T) {
 
 func TestHealthzOnLoopbackTCP(t *testing.T) {
 	t.Parallel()
-	l, err := Listen("tcp://127.0.0.1:0")
+	if code, body := serveWithHealthz(t, "tcp://127.0.0.1:0")(); code != http.StatusOK {
+		t.Errorf("tcp provider: %d %s", code, body)
+	}
+}
+
+// serveWithHealthz serves a provider on endpoint with /healthz on loopback, and returns a GET of
+// /healthz (status and body).
+func serveWithHealthz(t *testing.T, endpoint string) func() (int, string) {
+	t.Helper()
+	l, err := Listen(endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,13 +220,15 @@ func TestHealthzOnLoopbackTCP(t *testing.T) {
 	}
 	go func() { _ = Serve(srv, hl) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	resp, err := http.Get("http://" + hl.Addr().String() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("tcp provider: %d", resp.StatusCode)
+	return func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + hl.Addr().String() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
 	}
 }
 
