@@ -33,7 +33,7 @@ func TestRun(t *testing.T) {
 		{name: "not a token", args: []string{"--live", "--as-workload-identity", "--token-file", "main.go", "x.yaml"}, code: 2,
 			stderr: "--token-file main.go does not hold a service account token (a JWT)"},
 		{name: "service account with kube", args: []string{"--kube", "--service-account", "sa"}, code: 2, stderr: "--service-account does not go with --kube"},
-		{name: "unknown cloud", args: []string{"--cloud-name", "Mars", "x.yaml"}, code: 2, stderr: `--cloud-name "Mars" is not a known cloud`},
+		{name: "unknown cloud", args: []string{"--cloud-name", "Mars", "x.yaml"}, code: 2, stderr: `--cloud-name "Mars" is not one of AzurePublicCloud`},
 		{name: "valid", args: []string{"--kubectl=", "--issuer", "https://issuer.example", "../../examples/workload-identity.yaml"}, code: 0,
 			stdout: "1 SecretProviderClass checked: 1 OK"},
 		{name: "all examples", args: []string{"--kubectl=", "-f", "../../examples"}, code: 0, stdout: "5 SecretProviderClasses checked: 5 OK"},

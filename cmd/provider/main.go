@@ -205,10 +205,11 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	if o.PprofPort < 1 || o.PprofPort > 65535 {
 		errs = append(errs, fmt.Errorf("--pprof-port %d is not a port (1-65535)", o.PprofPort))
 	}
-	if config.CanonicalCloudName(o.CloudName) == "" {
-		errs = append(errs, fmt.Errorf("--cloud-name %q is not a known cloud", o.CloudName))
+	if cloud, err := config.ParseCloudName(o.CloudName); err != nil {
+		errs = append(errs, fmt.Errorf("--cloud-name %w", err))
+	} else {
+		o.CloudName = cloud
 	}
-	o.CloudName = config.CanonicalCloudName(o.CloudName)
 	if err := validateUserAgent(o.CustomUserAgent); err != nil {
 		errs = append(errs, err)
 	}

@@ -195,10 +195,10 @@ func (o *Options) validate() error {
 		errs = append(errs, errors.New("--token-file and --client-id go with --as-workload-identity"))
 	}
 	if o.Defaults.CloudName != "" {
-		if c := config.CanonicalCloudName(o.Defaults.CloudName); c != "" {
+		if c, err := config.ParseCloudName(o.Defaults.CloudName); err == nil {
 			o.Defaults.CloudName = c
 		} else {
-			errs = append(errs, fmt.Errorf("--cloud-name %q is not a known cloud", o.Defaults.CloudName))
+			errs = append(errs, fmt.Errorf("--cloud-name %w", err))
 		}
 	}
 	if o.TokenAudiences == nil {
@@ -352,6 +352,7 @@ func (c *checker) check(ctx context.Context, t target) *Result {
 		res.Warnings = append(res.Warnings, "no pod mounts it: checked for service account "+req.pod.ServiceAccount)
 	}
 	cfg, err := req.parse(c.opts.Defaults)
+	res.Warnings = append(res.Warnings, cfg.Warnings...) // what the provider mounts but logs as a likely mistake
 	if err != nil {
 		for _, msg := range messages(err) {
 			res.Problems = append(res.Problems, Problem{File: s.File, Line: s.lineOf(msg), Message: msg})

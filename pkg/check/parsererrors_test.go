@@ -72,7 +72,7 @@ func parserMessages(t *testing.T) []parserMessage {
 // notLiteral are the calls of pkg/config that make an error from something other than a literal
 // format, and why each needs no case of its own.
 var notLiteral = map[string]string{
-	"decodeStrict: errors.New(msg)": "the YAML decoder's own message, shortened: the cases of YAML syntax and unknown fields give it",
+	"decodeLenient: errors.New(msg)": "the YAML decoder's own message, shortened: the cases of YAML syntax and wrong types give it",
 }
 
 // isErrorCall reports calls that make an error from a format: fmt.Errorf, errors.New, and the

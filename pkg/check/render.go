@@ -57,6 +57,11 @@ func writeResult(w io.Writer, r *Result) {
 	for _, p := range r.Problems {
 		fmt.Fprintln(w, p)
 	}
+	if r.Explain == nil { // else the explanation shows them
+		for _, warning := range r.Warnings {
+			fmt.Fprintln(w, "warning:", warning)
+		}
+	}
 	if e := r.Explain; e != nil {
 		writeExplanation(w, r, e)
 	}

@@ -41,7 +41,7 @@ const (
 // accepts as a client assertion.
 const WorkloadIdentityAudience = "api://AzureADTokenExchange"
 
-// Cloud names accepted in cloudName (case-insensitive, as go-autorest's EnvironmentFromName).
+// Cloud names, in their canonical spelling.
 const (
 	AzurePublicCloud       = "AzurePublicCloud"
 	AzureChinaCloud        = "AzureChinaCloud"
@@ -49,16 +49,33 @@ const (
 	AzureStackCloud        = "AzureStackCloud"
 )
 
-var cloudNames = []string{AzurePublicCloud, AzureChinaCloud, AzureUSGovernmentCloud, AzureStackCloud}
-
-// CanonicalCloudName returns the canonical spelling of a cloud name, or "" if unknown.
-func CanonicalCloudName(name string) string {
-	for _, c := range cloudNames {
-		if strings.EqualFold(c, strings.TrimSpace(name)) {
-			return c
-		}
+// cloudNames maps every name go-autorest's EnvironmentFromName accepts (Azure's provider reads
+// cloudName and --cloud-name with it), upper-cased since it ignores case, to the canonical name;
+// cloudNamesInErrors is what an error offers.
+var (
+	cloudNames = map[string]string{
+		"AZUREPUBLICCLOUD":       AzurePublicCloud,
+		"AZURECLOUD":             AzurePublicCloud,
+		"AZURECHINACLOUD":        AzureChinaCloud,
+		"AZUREUSGOVERNMENTCLOUD": AzureUSGovernmentCloud,
+		"AZUREUSGOVERNMENT":      AzureUSGovernmentCloud,
+		"AZURESTACKCLOUD":        AzureStackCloud,
 	}
-	return ""
+	cloudNamesInErrors = strings.Join([]string{AzurePublicCloud, AzureChinaCloud, AzureUSGovernmentCloud, AzureStackCloud}, ", ")
+)
+
+// ParseCloudName returns the canonical spelling of a cloud name that go-autorest accepts (in any
+// letter case, with AzureCloud and AzureUSGovernment as aliases), or an error that says which names
+// exist; the retired Azure Germany cloud gets an error that says so.
+func ParseCloudName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if c, ok := cloudNames[strings.ToUpper(name)]; ok {
+		return c, nil
+	}
+	if strings.EqualFold(name, "AzureGermanCloud") {
+		return "", errors.New("AzureGermanCloud was retired (Microsoft Cloud Deutschland closed in October 2021): move the vault to a region of AzurePublicCloud and set that cloud")
+	}
+	return "", fmt.Errorf("%q is not one of %s (case-insensitive; AzureCloud and AzureUSGovernment are accepted too)", truncate(name, 64), cloudNamesInErrors)
 }
 
 // IdentityBindingAudience is the audience of the service account token that the AKS token proxy
@@ -354,6 +371,10 @@ type MountConfig struct {
 	// Rotation marks a mount that carries the versions already written (the driver's rotation
 	// reconciler sends them): it must read fresh values, never kept ones.
 	Rotation bool
+	// Warnings are what Parse accepted as Azure's provider does but that is likely a mistake
+	// (fields no provider reads, mode bits that are not written); the provider logs them once per
+	// mount. At most MaxWarnings, the last one saying how many more there were.
+	Warnings []string
 }
 
 // Vault is the name of the vault o is read from: its own keyvaultName, else the mount's.
@@ -421,7 +442,7 @@ const (
 // default file mode (for example "420").
 //
 // On a validation error the returned MountConfig carries only what identifies the request in a log
-// (the pod and the vault name); it must not be mounted.
+// (the pod and the vault name) and the warnings; it must not be mounted.
 func Parse(attributes, secrets, permission string, d Defaults) (MountConfig, error) {
 	return parse(attributes, secrets, permission, d, nil)
 }
@@ -501,6 +522,7 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 		bad("%s is required (the Entra ID tenant of the vault)", TenantID)
 	}
 
+	var err error
 	cloud := get(CloudName)
 	if cloud == "" {
 		cloud = d.CloudName
@@ -508,8 +530,8 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 	if cloud == "" {
 		cloud = AzurePublicCloud
 	}
-	if c.CloudName = CanonicalCloudName(cloud); c.CloudName == "" {
-		bad("%s %q is not one of %s", CloudName, truncate(cloud, 64), strings.Join(cloudNames, ", "))
+	if c.CloudName, err = ParseCloudName(cloud); err != nil {
+		bad("%s %w", CloudName, err)
 	}
 	if c.CloudName == AzureStackCloud && c.CloudEnvFile == "" {
 		bad("%s is required when %s is %s: the path of the Azure environment JSON file on the node", CloudEnvFileName, CloudName, AzureStackCloud)
@@ -519,8 +541,8 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 	c.Identity = identity
 	errs = append(errs, identityErrs...)
 
-	objects, objectErrs := memo.objects(attrs[Objects], defaultMode)
-	c.Objects = objects
+	objects, warnings, objectErrs := memo.objects(attrs[Objects], defaultMode)
+	c.Objects, c.Warnings = objects, warnings
 	errs = append(errs, objectErrs...)
 	if len(objectErrs) == 0 {
 		if n := len(c.Vaults()); n > MaxVaults {
@@ -530,7 +552,7 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 
 	if len(errs) > 0 {
 		return MountConfig{VaultName: truncate(c.VaultName, 64), Pod: Pod{
-			Namespace: truncate(c.Pod.Namespace, 253), Name: truncate(c.Pod.Name, 253)}}, errors.Join(errs...)
+			Namespace: truncate(c.Pod.Namespace, 253), Name: truncate(c.Pod.Name, 253)}, Warnings: c.Warnings}, errors.Join(errs...)
 	}
 	return c, nil
 }
@@ -719,24 +741,58 @@ func workloadIdentityToken(tokensJSON string, mode IdentityMode) (string, error)
 	return t, nil
 }
 
-func parseObjects(raw string, defaultMode fs.FileMode) ([]Object, []error) {
+// MaxWarnings bounds the warnings of one mount.
+const MaxWarnings = 10
+
+// warnings collects a mount's warnings, keeping the first MaxWarnings-1 and counting the rest.
+type warnings struct {
+	list    []string
+	dropped int
+}
+
+func (w *warnings) add(format string, args ...any) {
+	if len(w.list) < MaxWarnings-1 {
+		w.list = append(w.list, fmt.Sprintf(format, args...))
+		return
+	}
+	w.dropped++
+}
+
+func (w *warnings) result() []string {
+	if w.dropped > 0 {
+		return append(w.list, fmt.Sprintf("and %d more warnings like these", w.dropped))
+	}
+	return w.list
+}
+
+// unknownField warns of a field no provider reads, naming the known field closest to it.
+func (w *warnings) unknownField(where, field string, known []string) {
+	w.add("%s: field %q is not read by this provider or Azure's and is ignored (closest known field: %s)",
+		where, truncate(field, 64), closest(field, known))
+}
+
+func parseObjects(raw string, defaultMode fs.FileMode) ([]Object, []string, []error) {
 	if strings.TrimSpace(raw) == "" {
-		return nil, []error{fmt.Errorf("%s is required: a YAML document with an array of objects to mount", Objects)}
+		return nil, nil, []error{fmt.Errorf("%s is required: a YAML document with an array of objects to mount", Objects)}
 	}
-	entries, err := decodeObjectsArray(raw)
+	entries, unknown, missingArray, err := decodeObjectsArray(raw)
 	if err != nil {
-		return nil, []error{err}
+		return nil, nil, []error{err}
 	}
-	if len(entries) == 0 {
-		return nil, []error{fmt.Errorf("%s has an empty array: list at least one object", Objects)}
+	var warn warnings
+	for _, k := range unknown {
+		warn.unknownField(Objects, k, []string{"array"})
+	}
+	if missingArray {
+		warn.add("%s has no \"array:\" key, so nothing is mounted: write objects: | array: - | objectName: <name>", Objects)
 	}
 	if len(entries) > MaxObjects {
-		return nil, []error{fmt.Errorf("%s has %d entries, more than the %d allowed in one SecretProviderClass: split it", Objects, len(entries), MaxObjects)}
+		return nil, nil, []error{fmt.Errorf("%s has %d entries, more than the %d allowed in one SecretProviderClass: split it", Objects, len(entries), MaxObjects)}
 	}
 	var errs []error
 	objects := make([]Object, 0, len(entries))
 	for i, entry := range entries {
-		o, objErrs := parseObject(entry, defaultMode)
+		o, objErrs := parseObject(entry, defaultMode, &warn, i)
 		for _, e := range objErrs {
 			errs = append(errs, fmt.Errorf("objects[%d] (%q): %w", i, truncate(o.Name, 127), e))
 		}
@@ -754,12 +810,45 @@ func parseObjects(raw string, defaultMode fs.FileMode) ([]Object, []error) {
 	if len(errs) == 0 {
 		errs = append(errs, checkPaths(objects)...)
 	}
-	return objects, errs
+	return objects, warn.result(), errs
 }
 
-func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
+// closest returns the name of known nearest to name (edit distance, ignoring case).
+func closest(name string, known []string) string {
+	best, bestDistance := "", -1
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(truncate(name, 64)), strings.ToLower(k)); bestDistance < 0 || d < bestDistance {
+			best, bestDistance = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func parseObject(entry string, defaultMode fs.FileMode, warn *warnings, index int) (Object, []error) {
 	var e objectEntry
-	if err := unmarshalStrict(entry, &e); err != nil {
+	unknown, err := unmarshalEntry(entry, &e)
+	if err != nil {
 		return Object{}, []error{err}
 	}
 	var errs []error
@@ -778,6 +867,10 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 	}
 	if strings.EqualFold(o.Version, "latest") {
 		o.Version = ""
+	}
+	where := fmt.Sprintf("objects[%d] (%q)", index, truncate(o.Name, 127))
+	for _, k := range unknown {
+		warn.unknownField(where, k, objectFields())
 	}
 	errs = append(errs, parseSelection(&o, e)...)
 	switch {
@@ -802,8 +895,8 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 		o.Format = FormatPEM
 	case !knownFormat(o.Format):
 		bad("objectFormat %q is not one of %s", truncate(e.ObjectFormat, 32), strings.Join(formats, ", "))
-	case o.Type != TypeSecret && o.Type != "" && o.Format != FormatMetadata:
-		bad("objectFormat is only allowed for objectType secret (a certificate's secret), not %s", o.Type)
+	case o.Type != TypeSecret && o.Type != "" && o.Format != FormatMetadata && o.Format != FormatPEM:
+		bad("objectFormat %s is only allowed for objectType secret (a certificate's secret), not %s", o.Format, o.Type)
 	}
 	if (o.Format == FormatKey || o.Format == FormatChain || o.Format == FormatMetadata) && o.Encoding != "" && o.Encoding != EncodingUTF8 {
 		bad("objectEncoding %s cannot be combined with objectFormat %s: the file is text", o.Encoding, o.Format)
@@ -849,7 +942,11 @@ func parseObject(entry string, defaultMode fs.FileMode) (Object, []error) {
 		if err != nil {
 			bad("%v", err)
 		}
-		o.Mode = m
+		if m&^fs.ModePerm != 0 {
+			warn.add("%s: filePermission %q has bits beyond 0777, which are not written (the driver writes a file's permission bits only): the file's mode is %04o",
+				where, p, m&fs.ModePerm)
+		}
+		o.Mode = m & fs.ModePerm
 	}
 	if len(o.Alias) > MaxAliasLength {
 		bad("objectAlias of %d characters is longer than the %d allowed", len(o.Alias), MaxAliasLength)
@@ -970,18 +1067,19 @@ func checkJSONKey(o Object) []error {
 var (
 	objectNameRE = regexp.MustCompile(`^[0-9A-Za-z-]{1,127}$`)
 	versionRE    = regexp.MustCompile(`^[0-9A-Za-z]{1,64}$`)
-	fileModeRE   = regexp.MustCompile(`^0?[0-7]{3}$`)
+	// fileModeRE is what Azure's provider accepts (strconv.ParseInt(p, 8, 32)) but a sign: a
+	// negative mode becomes, through the driver's int32, every mode bit Go knows, setuid included.
+	fileModeRE = regexp.MustCompile(`^\+?[0-7]+$`)
 )
 
+// parseFileMode reads filePermission as Azure's provider does: octal digits, any number of leading
+// zeros, at most 0o17777777777. The caller keeps the permission bits only.
 func parseFileMode(p string) (fs.FileMode, error) {
-	if !fileModeRE.MatchString(p) {
+	m, err := strconv.ParseInt(p, 8, 32)
+	if !fileModeRE.MatchString(p) || err != nil {
 		return 0, fmt.Errorf("filePermission %q must be an octal mode such as \"0644\" or \"0400\"", truncate(p, 32))
 	}
-	m, err := strconv.ParseUint(p, 8, 32)
-	if err != nil {
-		return 0, fmt.Errorf("filePermission %q must be an octal mode such as \"0644\" or \"0400\"", truncate(p, 32))
-	}
-	return fs.FileMode(m), nil
+	return fs.FileMode(m), nil //nolint:gosec // m is in [0, 2^31): ParseInt with bitSize 32, and the regexp allows no minus sign
 }
 
 func checkRelativePath(field, p string) error {

@@ -28,8 +28,9 @@ type memoKey struct {
 }
 
 type memoEntry struct {
-	key     memoKey
-	objects []Object
+	key      memoKey
+	objects  []Object
+	warnings []string
 }
 
 // DefaultMemoBytes bounds a Memo: the text of a few thousand typical objects parameters.
@@ -51,7 +52,7 @@ func (m *Memo) Parse(attributes, secrets, permission string, d Defaults) (MountC
 
 // objects parses an objects parameter, or returns a copy of what parsing it returned before. A nil
 // Memo parses every time.
-func (m *Memo) objects(raw string, defaultMode fs.FileMode) ([]Object, []error) {
+func (m *Memo) objects(raw string, defaultMode fs.FileMode) ([]Object, []string, []error) {
 	if m == nil {
 		return parseObjects(raw, defaultMode)
 	}
@@ -59,22 +60,23 @@ func (m *Memo) objects(raw string, defaultMode fs.FileMode) ([]Object, []error) 
 	m.mu.Lock()
 	if e, ok := m.byKey[key]; ok {
 		m.order.MoveToFront(e)
-		objects := slices.Clone(e.Value.(*memoEntry).objects)
+		kept := e.Value.(*memoEntry)
+		objects, warnings := slices.Clone(kept.objects), slices.Clone(kept.warnings)
 		m.mu.Unlock()
-		return objects, nil
+		return objects, warnings, nil
 	}
 	m.mu.Unlock()
 
-	objects, errs := parseObjects(raw, defaultMode)
+	objects, warnings, errs := parseObjects(raw, defaultMode)
 	if len(errs) > 0 || len(raw) > m.max {
-		return objects, errs
+		return objects, warnings, errs
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.byKey[key]; ok { // parsed at the same time by another mount
-		return objects, nil
+		return objects, warnings, nil
 	}
-	m.byKey[key] = m.order.PushFront(&memoEntry{key: key, objects: slices.Clone(objects)})
+	m.byKey[key] = m.order.PushFront(&memoEntry{key: key, objects: slices.Clone(objects), warnings: slices.Clone(warnings)})
 	m.bytes += len(raw)
 	for m.bytes > m.max {
 		oldest := m.order.Back()
@@ -83,5 +85,5 @@ func (m *Memo) objects(raw string, defaultMode fs.FileMode) ([]Object, []error) 
 		delete(m.byKey, e.key)
 		m.bytes -= len(e.key.objects)
 	}
-	return objects, nil
+	return objects, warnings, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -34,28 +35,47 @@ type objectEntry struct {
 }
 
 // decodeObjectsArray reads the objects parameter: a YAML document whose "array" holds one YAML
-// document (a string) per object.
-func decodeObjectsArray(raw string) ([]string, error) {
+// document (a string) per object. As with Azure's provider, a missing or empty array is no object
+// and other keys are ignored; unknown names the ignored keys.
+func decodeObjectsArray(raw string) (entries, unknown []string, missingArray bool, err error) {
 	var doc struct {
 		Array *[]string `yaml:"array"`
 	}
-	if err := decodeStrict(raw, &doc); err != nil {
-		return nil, fmt.Errorf("%s is not a YAML document of the form \"array: [<object YAML>, ...]\": %w", Objects, err)
+	unknown, err = decodeLenient(raw, &doc, []string{"array"})
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("%s is not a YAML document of the form \"array: [<object YAML>, ...]\": %w", Objects, err)
 	}
 	if doc.Array == nil {
-		return nil, fmt.Errorf("%s has no \"array:\" key: write objects: | array: - | objectName: <name>", Objects)
+		return nil, unknown, !hasKey(raw, "array"), nil
 	}
-	return *doc.Array, nil
+	return *doc.Array, unknown, false, nil
 }
 
-func unmarshalStrict(entry string, e *objectEntry) error {
+// hasKey reports whether the top-level mapping of doc has the key (with any value, null included).
+func hasKey(doc, key string) bool {
+	var root yaml.Node
+	if yaml.Unmarshal([]byte(doc), &root) != nil || len(root.Content) == 0 {
+		return false
+	}
+	m := root.Content[0]
+	for i := 0; m.Kind == yaml.MappingNode && i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Kind == yaml.ScalarNode && m.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// unmarshalEntry decodes one object entry; unknown names its fields that no provider reads.
+func unmarshalEntry(entry string, e *objectEntry) (unknown []string, err error) {
 	if strings.TrimSpace(entry) == "" {
-		return errors.New("the entry is empty")
+		return nil, errors.New("the entry is empty")
 	}
-	if err := decodeStrict(entry, e); err != nil {
-		return fmt.Errorf("not a valid object (fields: %s): %w", strings.Join(objectFields(), ", "), err)
+	unknown, err = decodeLenient(entry, e, objectFields())
+	if err != nil {
+		return nil, fmt.Errorf("not a valid object (fields: %s): %w", strings.Join(objectFields(), ", "), err)
 	}
-	return nil
+	return unknown, nil
 }
 
 // objectFields lists the fields of an objects entry, in objectEntry's order.
@@ -105,29 +125,29 @@ func checkMappings(n *yaml.Node, depth int) error {
 // alias bomb (a few lines that expand to billions of nodes) is refused before it is decoded.
 const MaxYAMLNodes = 10000
 
-// decodeStrict decodes one YAML document, rejecting unknown fields, and shortens the decoder's
-// error to one line that does not echo the input.
-func decodeStrict(doc string, out any) error {
+// decodeLenient decodes one YAML document into out, ignoring keys of its top-level mapping that
+// are not in known (as Azure's provider does) and returning them; a value of the wrong type is
+// still an error. The decoder's error is shortened to one line that does not echo the input.
+func decodeLenient(doc string, out any, known []string) (unknown []string, err error) {
 	// The node tree is built without expanding aliases or comparing keys, in time linear in the
 	// document; what the decoder would do in more than that is refused here.
 	var root yaml.Node
 	if err := yaml.Unmarshal([]byte(doc), &root); err == nil {
 		if err := checkMappings(&root, 0); err != nil {
-			return err
+			return nil, err
 		}
 		// Without an alias, the node count is bounded by the document's bytes.
 		if n := expandedNodes(&root, map[*yaml.Node]int{}); strings.Contains(doc, "*") && n > MaxYAMLNodes {
-			return fmt.Errorf("the document expands (through its aliases) to more than %d YAML nodes", MaxYAMLNodes)
+			return nil, fmt.Errorf("the document expands (through its aliases) to more than %d YAML nodes", MaxYAMLNodes)
 		}
-	} // a syntax error is reported by the strict decoder below
-	dec := yaml.NewDecoder(bytes.NewReader([]byte(doc)))
-	dec.KnownFields(true)
-	err := dec.Decode(out)
+		unknown = unknownKeys(&root, known)
+	} // a syntax error is reported by the decoder below
+	err = yaml.NewDecoder(bytes.NewReader([]byte(doc))).Decode(out)
 	if errors.Is(err, io.EOF) {
-		return errors.New("the document is empty")
+		return nil, errors.New("the document is empty")
 	}
 	if err == nil {
-		return nil
+		return unknown, nil
 	}
 	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " ")
 	msg = strings.TrimPrefix(msg, "yaml: ")
@@ -135,7 +155,28 @@ func decodeStrict(doc string, out any) error {
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."
 	}
-	return errors.New(msg)
+	return nil, errors.New(msg)
+}
+
+// unknownKeys lists the keys of the document's top-level mapping that are not in known, each
+// once, in document order. "<<" (a YAML merge) is the decoder's own.
+func unknownKeys(root *yaml.Node, known []string) []string {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	m := root.Content[0]
+	var unknown []string
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k := m.Content[i]
+		name := k.Value
+		if k.Kind != yaml.ScalarNode {
+			name = "(a key that is not a string)"
+		}
+		if name != "<<" && !slices.Contains(known, name) && !slices.Contains(unknown, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	return unknown
 }
 
 // expandedNodes counts the nodes of n with every alias replaced by what it names, stopping just

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"strings"
 	"time"
 
@@ -29,7 +30,7 @@ type metadata struct {
 	NotBefore   *string           `json:"notBefore"`
 	Expires     *string           `json:"expires"`
 	Tags        map[string]string `json:"tags"` // encoding/json sorts the keys
-	// Certificate describes the leaf certificate, for objectType cert only.
+	// Certificate describes the leaf certificate of objectType cert and of a certificate's secret.
 	Certificate *certMetadata `json:"certificate,omitempty"`
 }
 
@@ -43,8 +44,8 @@ type certMetadata struct {
 	NotAfter         string `json:"notAfter"`
 }
 
-// formatMetadata renders the metadata document of one object version. der is the certificate of
-// an objectType cert (nil otherwise).
+// formatMetadata renders the metadata document of one object version. der is the leaf certificate
+// of an objectType cert or a certificate's secret (nil otherwise).
 func formatMetadata(o config.Object, vault, version, contentType string, a keyvault.Attributes, der []byte) ([]byte, error) {
 	m := metadata{
 		Name: o.Name, Type: o.Type, Vault: vault, Version: version,
@@ -84,4 +85,33 @@ func timeOf(t *time.Time) *string {
 	}
 	s := t.UTC().Format(time.RFC3339)
 	return &s
+}
+
+// secretLeaf returns the DER of the certificate a certificate's secret holds the key of: the one
+// Key Vault returns as the certificate's cer, so that objectFormat metadata describes it alike
+// for objectType secret and cert.
+func secretLeaf(s keyvault.Secret) ([]byte, error) {
+	switch s.ContentType {
+	case contentTypePKCS12:
+		_, certs, err := decodePFX(s.Value, false) // the leaf (the key's certificate) first
+		if err != nil {
+			return nil, err
+		}
+		return certs[0].Raw, nil
+	case contentTypePEM:
+		_, certPEM := splitPEM([]byte(s.Value))
+		var certs []*x509.Certificate
+		for block, rest := pem.Decode(certPEM); block != nil; block, rest = pem.Decode(rest) {
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil { // its message may quote the certificate
+				return nil, invalid("objectFormat metadata: a certificate of the certificate's PEM secret cannot be parsed as X.509; re-import it")
+			}
+			certs = append(certs, c)
+		}
+		if len(certs) == 0 {
+			return nil, invalid("objectFormat metadata: the certificate's PEM secret holds no certificate; re-import it")
+		}
+		return orderChain(certs)[0].Raw, nil
+	}
+	return nil, invalid("objectFormat metadata: the certificate's secret has content type %q; only %s and %s can be read", s.ContentType, contentTypePKCS12, contentTypePEM)
 }

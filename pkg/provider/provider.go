@@ -189,6 +189,9 @@ func (p *Provider) Mount(ctx context.Context, cfg config.MountConfig) (Result, e
 			"the objects could write up to %d files (each objectNamePrefix/objectTags selection counts as the %d objects it may match, --max-selected-objects), "+
 				"more than the %d allowed in one mount: use fewer selections or split the SecretProviderClass", n, p.opts.MaxSelectedObjects, config.MaxFiles)}}
 	}
+	if len(cfg.Objects) == 0 {
+		return Result{}, nil // an empty array mounts nothing, as with Azure's provider: no token, no read
+	}
 	release, err := p.takeTurn(ctx)
 	if err != nil {
 		return Result{}, &MountError{Config: cfg, Err: keyvault.AsError(err)}
@@ -499,7 +502,13 @@ func (p *Provider) fetchVersion(ctx context.Context, client keyvault.Client, vau
 			return nil, "", err
 		}
 		if o.Format == config.FormatMetadata {
-			b, err := formatMetadata(o, vault, s.Version, s.ContentType, s.Attributes, nil)
+			var leaf []byte
+			if s.CertificateBacked {
+				if leaf, err = secretLeaf(s); err != nil {
+					return nil, "", err
+				}
+			}
+			b, err := formatMetadata(o, vault, s.Version, s.ContentType, s.Attributes, leaf)
 			return []File{{Path: filePath, Mode: o.Mode, Contents: b}}, s.Version, err
 		}
 		if o.PFXPasswordSecret != "" {

@@ -131,6 +131,12 @@ func (s *Service) finish(cfg config.MountConfig, st *status.Status, start time.T
 	s.observe(st.Code(), d)
 	kv := []any{"pod", klog.KRef(cfg.Pod.Namespace, cfg.Pod.Name), "vault", cfg.VaultName, "identityMode", cfg.Identity.Mode.String(),
 		"clientID", cfg.Identity.ClientID, "tenantID", cfg.TenantID, "objects", len(cfg.Objects), "grpcCode", st.Code().String(), "duration", d}
+	if len(cfg.Warnings) > 0 {
+		// What Azure's provider accepts silently (a misspelt field, mode bits it never writes):
+		// mounted as there, and said once per mount.
+		klog.InfoS("warning: the SecretProviderClass has settings that are ignored", "pod", klog.KRef(cfg.Pod.Namespace, cfg.Pod.Name),
+			"vault", cfg.VaultName, "warnings", cfg.Warnings)
+	}
 	if st.Code() != codes.OK {
 		klog.ErrorS(nil, "mount failed", append(kv, "error", st.Message())...)
 		return

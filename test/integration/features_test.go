@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -281,7 +282,7 @@ func TestFormatKeyAndChainErrors(t *testing.T) {
 		{"key of a certificate whose key is not exportable", "objectName: locked\nobjectType: secret\nobjectFormat: key", codes.InvalidArgument,
 			[]string{`get secret "locked"`, "holds no private key (the certificate's key is not exportable)", "objectType cert"}},
 		{"key format on a key object", "objectName: rsa\nobjectType: key\nobjectFormat: key", codes.InvalidArgument,
-			[]string{`objects[0] ("rsa"): objectFormat is only allowed for objectType secret`}},
+			[]string{`objects[0] ("rsa"): objectFormat key is only allowed for objectType secret`}},
 		{"chain with hex", "objectName: web-pfx\nobjectType: secret\nobjectFormat: chain\nobjectEncoding: hex", codes.InvalidArgument,
 			[]string{"objectEncoding hex cannot be combined with objectFormat chain"}},
 	} {
@@ -312,6 +313,18 @@ func TestMetadata(t *testing.T) {
 	_, rsaVersion := publicKeyPEM(t, "rsa")
 	web := certMaterial(t, "web-pfx")
 	s1, s256 := sha1.Sum(web.Leaf.Raw), sha256.Sum256(web.Leaf.Raw) //nolint:gosec // thumbprint
+	// A certificate's secret describes the same certificate as the certificate does.
+	webCert := `
+  "certificate": {
+    "subject": "` + web.Leaf.Subject.String() + `",
+    "issuer": "` + web.Leaf.Issuer.String() + `",
+    "serialNumber": "` + web.Leaf.SerialNumber.Text(16) + `",
+    "sha1Thumbprint": "` + fmt.Sprintf("%X", s1[:]) + `",
+    "sha256Thumbprint": "` + fmt.Sprintf("%X", s256[:]) + `",
+    "notBefore": "` + rfc(&web.Leaf.NotBefore) + `",
+    "notAfter": "` + rfc(&web.Leaf.NotAfter) + `"
+  }
+`
 	// The emulator's key and certificate versions are created at its epoch plus i hours.
 	wantFiles(t, resp, map[string]string{
 		"tagged": taggedValue,
@@ -359,17 +372,7 @@ func TestMetadata(t *testing.T) {
   "expires": "` + rfc(&web.Leaf.NotAfter) + `",
   "tags": {
     "team": "web"
-  },
-  "certificate": {
-    "subject": "` + web.Leaf.Subject.String() + `",
-    "issuer": "` + web.Leaf.Issuer.String() + `",
-    "serialNumber": "` + web.Leaf.SerialNumber.Text(16) + `",
-    "sha1Thumbprint": "` + fmt.Sprintf("%X", s1[:]) + `",
-    "sha256Thumbprint": "` + fmt.Sprintf("%X", s256[:]) + `",
-    "notBefore": "` + rfc(&web.Leaf.NotBefore) + `",
-    "notAfter": "` + rfc(&web.Leaf.NotAfter) + `"
-  }
-}
+  },` + webCert + `}
 `,
 		"meta/web-secret.json": `{
   "name": "web-pfx",
@@ -384,8 +387,7 @@ func TestMetadata(t *testing.T) {
   "expires": "` + rfc(&web.Leaf.NotAfter) + `",
   "tags": {
     "team": "web"
-  }
-}
+  },` + webCert + `}
 `,
 	}, map[string]int32{"meta/tagged.json": 0o640})
 	for _, f := range resp.GetFiles() {
@@ -397,6 +399,22 @@ func TestMetadata(t *testing.T) {
 	want := []string{"secret/tagged=" + sv.Version, "secret/tagged=" + sv.Version, "key/rsa=" + rsaVersion, "cert/web-pfx=" + web.Version, "secret/web-pfx=" + web.Version}
 	if diff := cmp.Diff(want, versionsOf(resp)); diff != "" {
 		t.Errorf("object versions (-want +got):\n%s", diff)
+	}
+
+	// A PEM certificate's secret describes its leaf as the certificate does.
+	pemLeaf := certMaterial(t, "web-pem").Leaf
+	pemResp := mustMount(t, c, spMount(
+		"objectName: web-pem\nobjectType: cert\nobjectFormat: metadata\nobjectAlias: cert.json",
+		"objectName: web-pem\nobjectType: secret\nobjectFormat: metadata\nobjectAlias: secret.json"))
+	pemSum := sha256.Sum256(pemLeaf.Raw)
+	for path, f := range files(pemResp) {
+		var doc struct {
+			Certificate *struct{ Subject, SHA256Thumbprint string }
+		}
+		if err := json.Unmarshal(f.GetContents(), &doc); err != nil || doc.Certificate == nil ||
+			doc.Certificate.Subject != pemLeaf.Subject.String() || doc.Certificate.SHA256Thumbprint != fmt.Sprintf("%X", pemSum[:]) {
+			t.Errorf("%s describes no certificate or another than the leaf %s: %s", path, pemLeaf.Subject, f.GetContents())
+		}
 	}
 
 	// Unchanged properties: the same bytes on the next mount, so a rotation rewrites nothing.
