@@ -35,6 +35,8 @@ const (
 	driverVersion = "1.5.6"
 	release       = "akv-provider"
 	namespace     = "kube-system"
+	// providerDS is the Linux DaemonSet's name: release + Azure's chart name, as Azure's chart.
+	providerDS = release + "-csi-secrets-store-provider-azure"
 )
 
 // tool returns the path in the environment variable env, failing the test if
@@ -207,7 +209,7 @@ func TestKubeconform(t *testing.T) {
 			t.Log(strings.TrimSpace(out))
 		})
 	}
-	for _, m := range []string{"akv-provider.yaml", "akv-provider-windows.yaml"} {
+	for _, m := range []string{"provider-azure-installer.yaml", "provider-azure-installer-windows.yaml"} {
 		t.Run("manifests/"+m, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join(manifestsDir, m))
 			if err != nil {
@@ -362,6 +364,24 @@ func diff(t *testing.T, what string, want, got any) {
 
 type m = map[string]any
 
+// has reports whether objs hold an object of kind named name ("" = any name).
+func has(objs []object, kind, name string) bool {
+	for _, o := range objs {
+		if o.Kind == kind && (name == "" || o.Metadata["name"] == name) {
+			return true
+		}
+	}
+	return false
+}
+
+// clusterCA and clusterCAMount are the cluster's CA (only: no token) at the service account
+// path, which identity binding reads, in every provider pod.
+var (
+	clusterCAMount = m{"name": "cluster-ca", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}
+	clusterCA      = m{"name": "cluster-ca", "projected": m{"sources": []m{{"configMap": m{"name": "kube-root-ca.crt", "optional": true,
+		"items": []m{{"key": "ca.crt", "path": "ca.crt"}}}}}}}
+)
+
 func TestDaemonSetDefaults(t *testing.T) {
 	out, err := helmTemplate(t)
 	if err != nil {
@@ -378,7 +398,7 @@ func TestDaemonSetDefaults(t *testing.T) {
 	sort.Strings(kinds)
 	diff(t, "kinds", []string{"DaemonSet", "ServiceAccount"}, kinds)
 
-	ds := findDaemonSet(t, objs, release)
+	ds := findDaemonSet(t, objs, providerDS)
 	pod := ds.Spec.Template.Spec
 	c := pod.Containers[0]
 	diff(t, "args", []string{
@@ -420,15 +440,15 @@ func TestDaemonSetDefaults(t *testing.T) {
 	diff(t, "hostNetwork", true, pod.HostNetwork)
 	diff(t, "dnsPolicy", "ClusterFirstWithHostNet", pod.DNSPolicy)
 	diff(t, "automountServiceAccountToken", false, pod.AutomountServiceAccountToken)
-	diff(t, "serviceAccountName", release, pod.ServiceAccountName)
+	diff(t, "serviceAccountName", "csi-secrets-store-provider-azure", pod.ServiceAccountName) // Azure's
 	diff(t, "priorityClassName", "system-node-critical", pod.PriorityClassName)
 	diff(t, "nodeSelector", m{"kubernetes.io/os": "linux"}, pod.NodeSelector)
 	diff(t, "tolerations", []m{{"operator": "Exists"}}, pod.Tolerations)
 	diff(t, "affinity", m{"nodeAffinity": m{"requiredDuringSchedulingIgnoredDuringExecution": m{
 		"nodeSelectorTerms": []m{{"matchExpressions": []m{{"key": "type", "operator": "NotIn", "values": []string{"virtual-kubelet"}}}}},
 	}}}, pod.Affinity)
-	diff(t, "volumes", []m{{"name": "providers-dir", "hostPath": m{"path": "/var/run/secrets-store-csi-providers", "type": "DirectoryOrCreate"}}}, pod.Volumes)
-	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}}, c.VolumeMounts)
+	diff(t, "volumes", []m{{"name": "providers-dir", "hostPath": m{"path": "/var/run/secrets-store-csi-providers", "type": "DirectoryOrCreate"}}, clusterCA}, pod.Volumes)
+	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}, clusterCAMount}, c.VolumeMounts)
 	diff(t, "env", []m{{"name": "GOMEMLIMIT", "value": "241591910"}}, c.Env) // 90% of 256Mi
 	diff(t, "updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": 1}}, ds.Spec.UpdateStrategy)
 	for _, o := range objs {
@@ -502,11 +522,13 @@ func TestDaemonSetFromValues(t *testing.T) {
 	diff(t, "resources", m{"requests": m{"cpu": "10m", "memory": "64Mi"}, "limits": m{"cpu": 1, "memory": "128Mi"}}, c.Resources)
 	diff(t, "volumeMounts", []m{
 		{"name": "providers-dir", "mountPath": "/provider"},
+		clusterCAMount,
 		{"name": "ca-bundle", "mountPath": "/etc/akv-provider/ca", "readOnly": true},
 		{"name": "scratch", "mountPath": "/scratch"},
 	}, c.VolumeMounts)
 	diff(t, "volumes", []m{
 		{"name": "providers-dir", "hostPath": m{"path": "/etc/kubernetes/secrets-store-csi-providers", "type": "DirectoryOrCreate"}},
+		clusterCA,
 		{"name": "ca-bundle", "configMap": m{"name": "corp-ca", "items": []m{{"key": "root.pem", "path": "ca.crt"}}}},
 		{"name": "scratch", "emptyDir": m{}},
 	}, pod.Volumes)
@@ -558,8 +580,8 @@ func TestDaemonSetFromValues(t *testing.T) {
 		{"name": "metrics", "containerPort": 9102, "protocol": "TCP"},
 	}, wc.Ports)
 	diff(t, "windows securityContext", m{"windowsOptions": m{"runAsUserName": "ContainerAdministrator"}}, wc.SecurityContext)
-	diff(t, "windows volumes", []m{{"name": "providers-dir", "hostPath": m{"path": `D:\csi\providers`, "type": "DirectoryOrCreate"}}}, wp.Volumes)
-	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}}, wc.VolumeMounts)
+	diff(t, "windows volumes", []m{{"name": "providers-dir", "hostPath": m{"path": `D:\csi\providers`, "type": "DirectoryOrCreate"}}, clusterCA}, wp.Volumes)
+	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}, clusterCAMount}, wc.VolumeMounts)
 	diff(t, "windows env", []m{{"name": "GOMEMLIMIT", "value": "377487360"}, {"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}}, wc.Env)
 	diff(t, "windows nodeSelector", m{"kubernetes.io/os": "windows"}, wp.NodeSelector)
 	diff(t, "windows automount", false, wp.AutomountServiceAccountToken)
@@ -766,7 +788,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"linux.hostNetwork=false,linux.healthzBindAddress=127.0.0.1", "reaches only with hostNetwork: true"},
 		{"maxConcurrentMounts=0", "schema"},
 		{"managedIdentity.namespaces={Team_A}", "schema"},
-		{`secrets-store-csi-driver.install=true,windows.enabled=true,secrets-store-csi-driver.windows.providersDir=C:\\k\\other`, "must equal windows.providersDir"},
+		{`secrets-store-csi-driver.install=true,windows.enabled=true,secrets-store-csi-driver.windows.enabled=true,secrets-store-csi-driver.windows.providersDir=C:\\k\\other`, "must equal windows.providersDir"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.set, func(t *testing.T) {
@@ -787,7 +809,10 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 	// Edge values that must still be accepted.
 	for _, set := range []string{"socketName=" + strings.Repeat("a", 30) + ".sock", "socketName=x-y_Z.sock", "linux.healthzTimeout=1m30s",
 		"metricsAddr=:9000", "metricsAddr=9000", "linux.hostNetwork=false", "linux.dnsPolicy=None", "linux.customUserAgent=",
-		"linux.updateStrategy.rollingUpdate.maxSurge=0", "managedIdentity.namespaces={*}"} {
+		"linux.updateStrategy.rollingUpdate.maxSurge=0", "managedIdentity.namespaces={*}",
+		// The driver's Windows DaemonSet is not rendered (its windows.enabled is false): its providersDir does not matter.
+		`secrets-store-csi-driver.install=true,windows.enabled=true,secrets-store-csi-driver.windows.providersDir=C:\\k\\other`,
+		"secrets-store-csi-driver.install=true,secrets-store-csi-driver.linux.enabled=false,linux.providersDir=/other"} {
 		if out, err := helmTemplate(t, "--set", set); err != nil {
 			t.Errorf("--set %s rejected:\n%s", set, out)
 		}
@@ -1219,7 +1244,7 @@ func TestDockerfileBuildCommand(t *testing.T) {
 		m{"version": info["version"], "gitCommit": info["gitCommit"], "buildDate": info["buildDate"]})
 
 	// The binary accepts every flag the chart passes, with default and with changed values.
-	for _, tc := range []struct{ name, values string }{{release, ""}, {"kv", "testdata/all-values.yaml"}, {"kv-up", "testdata/upstream-values.yaml"}} {
+	for _, tc := range []struct{ name, values string }{{providerDS, ""}, {"kv", "testdata/all-values.yaml"}, {"kv-up", "testdata/upstream-values.yaml"}} {
 		args := []string{}
 		if tc.values != "" {
 			args = append(args, "-f", tc.values)
@@ -1510,7 +1535,7 @@ func TestUpstreamValues(t *testing.T) {
 	}, c.SecurityContext)
 	diff(t, "hostNetwork", true, pod.HostNetwork)
 	diff(t, "dnsPolicy", "Default", pod.DNSPolicy)
-	diff(t, "serviceAccountName (rbac.install=false)", "default", pod.ServiceAccountName)
+	diff(t, "serviceAccountName (rbac.install=false)", "csi-secrets-store-provider-azure", pod.ServiceAccountName) // Azure's, which must exist
 	diff(t, "imagePullSecrets", []m{{"name": "acr-pull"}}, pod.ImagePullSecrets)
 	diff(t, "priorityClassName", "system-cluster-critical", pod.PriorityClassName)
 	diff(t, "nodeSelector", m{"kubernetes.io/os": "linux", "agentpool": "system"}, pod.NodeSelector)
@@ -1522,9 +1547,10 @@ func TestUpstreamValues(t *testing.T) {
 	diff(t, "pod labels team/app", map[string]string{"team": "platform", "app": "kv-upstream"},
 		map[string]string{"team": ds.Spec.Template.Metadata.Labels["team"], "app": ds.Spec.Template.Metadata.Labels["app"]})
 	diff(t, "podAnnotations", map[string]string{"example.com/owner": "platform"}, ds.Spec.Template.Metadata.Annotations)
-	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}, {"name": "extra", "mountPath": "/extra"}}, c.VolumeMounts)
+	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}, clusterCAMount, {"name": "extra", "mountPath": "/extra"}}, c.VolumeMounts)
 	diff(t, "volumes", []m{
 		{"name": "providers-dir", "hostPath": m{"path": "/etc/kubernetes/secrets-store-csi-providers", "type": "DirectoryOrCreate"}},
+		clusterCA,
 		{"name": "extra", "emptyDir": m{}},
 	}, pod.Volumes)
 
@@ -1560,9 +1586,10 @@ func TestUpstreamValues(t *testing.T) {
 	diff(t, "windows updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": "25%"}}, w.Spec.UpdateStrategy)
 	diff(t, "windows pod label app", "kv-upstream", w.Spec.Template.Metadata.Labels["app"])
 	diff(t, "windows podAnnotations", map[string]string{"example.com/owner": "platform-win"}, w.Spec.Template.Metadata.Annotations)
-	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}, {"name": "extra", "mountPath": `C:\extra`}}, wc.VolumeMounts)
+	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}, clusterCAMount, {"name": "extra", "mountPath": `C:\extra`}}, wc.VolumeMounts)
 	diff(t, "windows volumes", []m{
 		{"name": "providers-dir", "hostPath": m{"path": `D:\secrets-store-csi-providers`, "type": "DirectoryOrCreate"}},
+		clusterCA,
 		{"name": "extra", "emptyDir": m{}},
 	}, wp.Volumes)
 
@@ -1604,7 +1631,7 @@ func TestMetricsOffAndNoManagedIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, out)
 	}
-	c := findDaemonSet(t, parse(t, out), release).Spec.Template.Spec.Containers[0]
+	c := findDaemonSet(t, parse(t, out), providerDS).Spec.Template.Spec.Containers[0]
 	for _, want := range []string{"--prometheus-port=0", "--managed-identity-namespaces="} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %s", c.Args, want)
@@ -1619,13 +1646,13 @@ func TestMemoryLimitEnv(t *testing.T) {
 	for limit, want := range map[string]m{
 		"256M":  {"name": "GOMEMLIMIT", "value": "230400000"},
 		"1Gi":   {"name": "GOMEMLIMIT", "value": "966367641"},
-		"0.5Gi": {"name": "GOMEMLIMIT", "valueFrom": m{"resourceFieldRef": m{"containerName": "provider", "resource": "limits.memory"}}},
+		"0.5Gi": {"name": "GOMEMLIMIT", "valueFrom": m{"resourceFieldRef": m{"containerName": "provider-azure-installer", "resource": "limits.memory"}}},
 	} {
 		out, err := helmTemplate(t, "--set", "linux.resources.limits.memory="+limit)
 		if err != nil {
 			t.Fatalf("helm template: %v\n%s", err, out)
 		}
-		diff(t, "env with a "+limit+" limit", []m{want}, findDaemonSet(t, parse(t, out), release).Spec.Template.Spec.Containers[0].Env)
+		diff(t, "env with a "+limit+" limit", []m{want}, findDaemonSet(t, parse(t, out), providerDS).Spec.Template.Spec.Containers[0].Env)
 	}
 }
 
@@ -1638,14 +1665,6 @@ func TestUpstreamEmptyBooleans(t *testing.T) {
 		}
 		return parse(t, out)
 	}
-	has := func(objs []object, kind, name string) bool {
-		for _, o := range objs {
-			if o.Kind == kind && (name == "" || o.Metadata["name"] == name) {
-				return true
-			}
-		}
-		return false
-	}
 	t.Run("windows.enabled=", func(t *testing.T) {
 		t.Parallel()
 		for _, args := range [][]string{
@@ -1653,10 +1672,10 @@ func TestUpstreamEmptyBooleans(t *testing.T) {
 			{"-f", "testdata/upstream-values.yaml", "--set", "windows.enabled="}, // overrides a true
 		} {
 			objs := render(t, args...)
-			if has(objs, "DaemonSet", release+"-windows") || has(objs, "DaemonSet", "kv-up-windows") {
+			if has(objs, "DaemonSet", providerDS+"-windows") || has(objs, "DaemonSet", "kv-up-windows") {
 				t.Errorf("%v renders the provider's Windows DaemonSet", args)
 			}
-			if !has(objs, "DaemonSet", release) && !has(objs, "DaemonSet", "kv-up") {
+			if !has(objs, "DaemonSet", providerDS) && !has(objs, "DaemonSet", "kv-up") {
 				t.Errorf("%v renders no Linux DaemonSet", args)
 			}
 		}
@@ -1664,14 +1683,14 @@ func TestUpstreamEmptyBooleans(t *testing.T) {
 	t.Run("linux.enabled=", func(t *testing.T) {
 		t.Parallel()
 		objs := render(t, "--set", "linux.enabled=,windows.enabled=true")
-		if has(objs, "DaemonSet", release) || !has(objs, "DaemonSet", release+"-windows") {
+		if has(objs, "DaemonSet", providerDS) || !has(objs, "DaemonSet", providerDS+"-windows") {
 			t.Errorf("linux.enabled= with windows.enabled=true: want only the Windows DaemonSet")
 		}
 	})
 	t.Run("flags", func(t *testing.T) {
 		t.Parallel()
 		objs := render(t, "--set", "logFormatJSON=,constructPEMChain=,writeCertAndKeyInSeparateFiles=,linux.privileged=")
-		c := findDaemonSet(t, objs, release).Spec.Template.Spec.Containers[0]
+		c := findDaemonSet(t, objs, providerDS).Spec.Template.Spec.Containers[0]
 		for _, want := range []string{"--log-format-json=false", "--construct-pem-chain=false", "--write-cert-and-key-in-separate-files=false"} {
 			if !slices.Contains(c.Args, want) {
 				t.Errorf("args %v lack %s", c.Args, want)
@@ -1687,7 +1706,7 @@ func TestUpstreamEmptyBooleans(t *testing.T) {
 		if has(objs, "ServiceAccount", "") {
 			t.Error("rbac.install= still renders the ServiceAccount")
 		}
-		diff(t, "serviceAccountName", "default", findDaemonSet(t, objs, release).Spec.Template.Spec.ServiceAccountName)
+		diff(t, "serviceAccountName", "csi-secrets-store-provider-azure", findDaemonSet(t, objs, providerDS).Spec.Template.Spec.ServiceAccountName)
 	})
 	t.Run("driver", func(t *testing.T) {
 		t.Parallel()
@@ -1703,35 +1722,45 @@ func TestUpstreamEmptyBooleans(t *testing.T) {
 	})
 }
 
-// Pods carry Azure's label app: csi-secrets-store-provider-azure (nameOverride
-// replaces it, as in Azure's chart) beside ours; the selector is unchanged.
-func TestUpstreamLabel(t *testing.T) {
+// TestUpstreamNames: the objects are named, labelled and selected as Azure's chart does, so that
+// a release of Azure's chart upgrades in place (helm keeps a DaemonSet of the same name and an
+// immutable selector) and bindings, monitoring and kubectl selectors keep working.
+func TestUpstreamNames(t *testing.T) {
 	for _, tc := range []struct {
-		set, name, want string
+		set, ds, app, sa string
 	}{
-		{"windows.enabled=true", release, "csi-secrets-store-provider-azure"},
-		{"windows.enabled=true,nameOverride=kv-csi", release + "-kv-csi", "kv-csi"},
-		{"windows.enabled=true,linux.podLabels.app=mine,windows.podLabels.app=mine", release, "mine"},
+		{"windows.enabled=true", providerDS, "csi-secrets-store-provider-azure", "csi-secrets-store-provider-azure"},
+		{"windows.enabled=true,nameOverride=kv-csi", release + "-kv-csi", "kv-csi", "csi-secrets-store-provider-azure"},
+		{"windows.enabled=true,fullnameOverride=kv,serviceAccount.name=mine", "kv", "csi-secrets-store-provider-azure", "mine"},
 	} {
 		out, err := helmTemplate(t, "--set", tc.set)
 		if err != nil {
 			t.Fatalf("--set %s: %v\n%s", tc.set, err, out)
 		}
 		objs := parse(t, out)
-		for _, name := range []string{tc.name, tc.name + "-windows"} {
+		if !has(objs, "ServiceAccount", tc.sa) && !strings.Contains(tc.set, "serviceAccount.name") {
+			t.Errorf("--set %s: no ServiceAccount %s", tc.set, tc.sa)
+		}
+		for _, name := range []string{tc.ds, tc.ds + "-windows"} {
 			ds := findDaemonSet(t, objs, name)
-			if got := ds.Spec.Template.Metadata.Labels["app"]; got != tc.want {
-				t.Errorf("--set %s: %s pod label app = %q, want %q", tc.set, name, got, tc.want)
+			diff(t, name+" selector", m{"matchLabels": m{"app": tc.app}}, ds.Spec.Selector)
+			labels := ds.Spec.Template.Metadata.Labels
+			diff(t, name+" pod labels app, name", []string{tc.app, tc.app}, []string{labels["app"], labels["app.kubernetes.io/name"]})
+			if labels["app.kubernetes.io/instance"] != release {
+				t.Errorf("--set %s: %s lost our labels: %v", tc.set, name, labels)
 			}
-			if got := ds.Spec.Template.Metadata.Labels["app.kubernetes.io/instance"]; got != release {
-				t.Errorf("--set %s: %s lost our labels: %v", tc.set, name, ds.Spec.Template.Metadata.Labels)
-			}
-			if _, ok := ds.Spec.Selector["matchLabels"].(map[string]any)["app"]; ok {
-				t.Errorf("--set %s: %s selector %v has app (the selector is immutable; keep it as it was)", tc.set, name, ds.Spec.Selector)
-			}
+			pod := ds.Spec.Template.Spec
+			diff(t, name+" container", "provider-azure-installer", pod.Containers[0].Name)
+			diff(t, name+" serviceAccountName", tc.sa, pod.ServiceAccountName)
 		}
 		if n := strings.Count(out, "\n        app: "); n != 2 {
 			t.Errorf("--set %s: %d pod-template app labels rendered, want 2 (one per DaemonSet, no duplicates)", tc.set, n)
+		}
+	}
+	// The selector's label cannot be replaced by podLabels: the API would refuse the DaemonSet.
+	for _, set := range []string{"linux.podLabels.app=mine", "windows.enabled=true,windows.podLabels.app=mine"} {
+		if out, err := helmTemplate(t, "--set", set); err == nil || !strings.Contains(out, "podLabels.app: the DaemonSet selects its pods by app=csi-secrets-store-provider-azure") {
+			t.Errorf("--set %s: want a refusal naming the selector, got %v:\n%s", set, err, out)
 		}
 	}
 }

@@ -123,7 +123,7 @@ func (e env) providerMounts(t *testing.T, since time.Time) []providerMount {
 	if len(pods) != 1 {
 		t.Fatalf("provider pods %v: want one", pods)
 	}
-	out := e.must(t, "logs", "-n", releaseNS, pods[0], "-c", "provider", "--timestamps",
+	out := e.must(t, "logs", "-n", releaseNS, pods[0], "-c", "provider-azure-installer", "--timestamps",
 		"--since-time="+since.UTC().Format(time.RFC3339))
 	var mounts []providerMount
 	for _, l := range strings.Split(out, "\n") {

@@ -1,14 +1,17 @@
-{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{/* The name of Azure's chart, which names this chart's objects and selects its pods as there:
+a release of Azure's chart then upgrades in place to this one (helm keeps a DaemonSet of the same
+name and selector and rolls it), and what refers to them (RBAC and SCC bindings, monitoring,
+kubectl selectors) keeps working. nameOverride replaces it, as there. */}}
 {{- define "akv-provider.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- default "csi-secrets-store-provider-azure" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Full name: fullnameOverride, or release name + chart name (once). */}}
+{{/* Full name: fullnameOverride, or release name + name (once), as Azure's chart. */}}
 {{- define "akv-provider.fullname" -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- $name := include "akv-provider.name" . -}}
 {{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
@@ -22,23 +25,51 @@
 {{- if and .Values.serviceAccount.create .Values.rbac.install -}}true{{- end -}}
 {{- end -}}
 
+{{/* The ServiceAccount: Azure's fixed name unless serviceAccount.name says otherwise; when the
+chart does not create it, it must exist. */}}
 {{- define "akv-provider.serviceAccountName" -}}
-{{- if include "akv-provider.createServiceAccount" . -}}
-{{- default (include "akv-provider.fullname" .) .Values.serviceAccount.name -}}
-{{- else -}}
-{{- default "default" .Values.serviceAccount.name -}}
-{{- end -}}
+{{- default "csi-secrets-store-provider-azure" .Values.serviceAccount.name -}}
 {{- end -}}
 
+{{/* Azure's chart's selector, for both DaemonSets (their nodeSelectors keep them apart): the
+selector cannot change on a DaemonSet, so an in-place upgrade from Azure's chart needs this one. */}}
 {{- define "akv-provider.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "akv-provider.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app: {{ include "akv-provider.name" . }}
 {{- end -}}
 
-{{/* Azure's chart labels its pods app: <chart name>, which nameOverride replaces; monitoring
-and kubectl selectors written for it keep working. Not part of the selector (immutable). */}}
-{{- define "akv-provider.upstreamLabel" -}}
-app: {{ default "csi-secrets-store-provider-azure" .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{/* Pod labels: the chart's, the component, then the OS block's podLabels, which may not
+replace the selector's app label. .os is the OS block, .component the component. */}}
+{{- define "akv-provider.podLabels" -}}
+{{- if hasKey (.os.podLabels | default dict) "app" -}}
+{{- fail (printf "%s.podLabels.app: the DaemonSet selects its pods by app=%s; set nameOverride to change it" .osName (include "akv-provider.name" .root)) -}}
+{{- end -}}
+{{- include "akv-provider.labels" .root }}
+{{ include "akv-provider.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- with .os.podLabels }}
+{{ toYaml . }}
+{{- end -}}
+{{- end -}}
+
+{{/* The cluster's CA at the path the Kubernetes clients (and the identity-binding token proxy
+connection, useAzureTokenProxy) read it from, as the automounted service account volume of
+Azure's chart has it, but without the token: the provider never calls the Kubernetes API.
+optional: a cluster without the kube-root-ca.crt ConfigMap still runs every other mode. */}}
+{{- define "akv-provider.clusterCAVolumeMount" -}}
+- name: cluster-ca
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  readOnly: true
+{{- end -}}
+{{- define "akv-provider.clusterCAVolume" -}}
+- name: cluster-ca
+  projected:
+    sources:
+      - configMap:
+          name: kube-root-ca.crt
+          optional: true
+          items:
+            - key: ca.crt
+              path: ca.crt
 {{- end -}}
 
 {{/* A boolean value as "true"/"false": Azure's booleans may arrive as "" from `--set key=`. */}}
@@ -73,7 +104,8 @@ ClusterFirstWithHostNet
 
 {{- define "akv-provider.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "akv-provider.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "akv-provider.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: secrets-store-csi-driver
@@ -100,14 +132,18 @@ app.kubernetes.io/part-of: secrets-store-csi-driver
 {{- fail (printf "%s: the metrics port (metricsAddr or %s.metricsPort) and %s.healthzPort are both %v; they must differ" $osName $osName $osName $os.healthzPort) -}}
 {{- end -}}
 {{- end -}}
+{{- /* Only what this chart renders is compared: the driver's DaemonSet of an OS (its
+linux.enabled, default true; windows.enabled, default false) beside this provider's. */ -}}
 {{- $driver := index .Values "secrets-store-csi-driver" -}}
 {{- if $driver.install -}}
-{{- if and .Values.linux.enabled (ne (toString ((($driver.linux) | default dict).providersDir)) .Values.linux.providersDir) -}}
-{{- fail (printf "secrets-store-csi-driver.linux.providersDir (%v) must equal linux.providersDir (%s): the driver looks for the socket there" (($driver.linux) | default dict).providersDir .Values.linux.providersDir) -}}
+{{- $driverLinux := ($driver.linux) | default dict -}}
+{{- $driverWindows := ($driver.windows) | default dict -}}
+{{- if and .Values.linux.enabled (ne (toString $driverLinux.enabled) "false") (ne (toString $driverLinux.providersDir) .Values.linux.providersDir) -}}
+{{- fail (printf "secrets-store-csi-driver.linux.providersDir (%v) must equal linux.providersDir (%s): the driver looks for the socket there" $driverLinux.providersDir .Values.linux.providersDir) -}}
 {{- end -}}
 {{- /* The driver chart writes windows.providersDir inside double quotes, so its value doubles each backslash. */ -}}
-{{- $winDir := replace "\\\\" "\\" (toString ((($driver.windows) | default dict).providersDir)) -}}
-{{- if and .Values.windows.enabled (ne $winDir .Values.windows.providersDir) -}}
+{{- $winDir := replace "\\\\" "\\" (toString $driverWindows.providersDir) -}}
+{{- if and .Values.windows.enabled (eq (toString $driverWindows.enabled) "true") (ne $winDir .Values.windows.providersDir) -}}
 {{- fail (printf "secrets-store-csi-driver.windows.providersDir (read as %s) must equal windows.providersDir (%s), written with each backslash doubled: the driver looks for the socket there" $winDir .Values.windows.providersDir) -}}
 {{- end -}}
 {{- end -}}
@@ -198,7 +234,7 @@ GOMEMLIMIT comes later and wins. .os is the OS block. */}}
 {{- else }}
   valueFrom:
     resourceFieldRef:
-      containerName: provider
+      containerName: provider-azure-installer
       resource: limits.memory
 {{- end }}
 {{- end -}}
