@@ -312,7 +312,9 @@ func run(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g := server.NewGRPC(svc, uint32(o.MaxConcurrentMounts)) //nolint:gosec // validated: 1 or more
+	g := server.NewGRPC(svc, uint32(o.MaxConcurrentMounts), func(method string, c codes.Code, d time.Duration) { //nolint:gosec // validated: 1 or more
+		m.ObserveGRPCRequest(method, c.String(), d)
+	})
 
 	var httpServers []*http.Server
 	var httpListeners []net.Listener

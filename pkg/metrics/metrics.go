@@ -1,7 +1,9 @@
 // Package metrics defines the provider's Prometheus collectors on an injected registry. Labels are
-// bounded: never error text, a pod or a namespace. The one exception is the certificate expiry
-// gauge, labelled by vault and object, which is bounded by what is mounted and forgets series that
-// are not refreshed.
+// bounded: never error text, a pod or a namespace. Two name objects: the certificate expiry gauge,
+// labelled by vault and object, which is bounded by what is mounted and forgets series that are
+// not refreshed; and Azure's keyvault_request, whose object_name keeps the first MaxObjectNames
+// names. Beside its own akv_provider_* metrics, it exports the two histograms of Azure's
+// provider, keyvault_request and grpc_request, with bounded labels (upstream.go).
 package metrics
 
 import (
@@ -27,6 +29,16 @@ type Recorder interface {
 	ObserveThrottled()
 	ObserveRetry()
 	SetCertificateExpiry(vault, object string, notAfter time.Time)
+	// ObserveObjectRequest records one read of an object from Key Vault, as Azure's provider
+	// records it in keyvault_request: a version's GET or a versions listing, from its first
+	// request to its result (retries included). objectType is secret, key or cert; errorClass is
+	// "" on success, else one of ErrorClasses, never error text. objectName is kept for the first
+	// MaxObjectNames names of the process, OtherObjectName after.
+	ObserveObjectRequest(objectType, objectName, errorClass string, d time.Duration)
+	// ObserveGRPCRequest records one unary call of the provider's gRPC server in grpc_request:
+	// its full method and its gRPC code name ("OK", "NotFound"...). The message label is derived
+	// from the code, never taken from the status.
+	ObserveGRPCRequest(method, code string, d time.Duration)
 }
 
 // Nop is a Recorder that records nothing.
@@ -53,6 +65,12 @@ func (Nop) ObserveRetry() {}
 // SetCertificateExpiry does nothing.
 func (Nop) SetCertificateExpiry(string, string, time.Time) {}
 
+// ObserveObjectRequest does nothing.
+func (Nop) ObserveObjectRequest(string, string, string, time.Duration) {}
+
+// ObserveGRPCRequest does nothing.
+func (Nop) ObserveGRPCRequest(string, string, time.Duration) {}
+
 // Metrics is the Prometheus Recorder.
 type Metrics struct {
 	mountDuration      *prometheus.HistogramVec
@@ -62,6 +80,7 @@ type Metrics struct {
 	reads              *prometheus.CounterVec
 	throttled, retries prometheus.Counter
 	certExpiry         *prometheus.GaugeVec
+	upstream           *upstream
 
 	mu       sync.Mutex
 	certSeen map[[2]string]time.Time
@@ -73,7 +92,8 @@ type Metrics struct {
 
 var buckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
-// New registers the collectors on reg.
+// New registers the collectors on reg: the akv_provider_* metrics and Azure's keyvault_request
+// and grpc_request.
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		mountDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -102,11 +122,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "certificate_expiry_timestamp_seconds",
 			Help: "notAfter of each mounted certificate, in seconds since the epoch.",
 		}, []string{"vault", "object"}),
+		upstream: newUpstream(),
 		certSeen: map[[2]string]time.Time{},
 		CertTTL:  6 * time.Hour,
 		now:      time.Now,
 	}
-	reg.MustRegister(m.mountDuration, m.kvRequests, m.kvDuration, m.tokenRequests, m.reads, m.throttled, m.retries, m.certExpiry)
+	reg.MustRegister(m.mountDuration, m.kvRequests, m.kvDuration, m.tokenRequests, m.reads, m.throttled, m.retries, m.certExpiry,
+		m.upstream.keyvaultRequest, m.upstream.grpcRequest)
 	return m
 }
 
@@ -149,6 +171,16 @@ func (m *Metrics) SetCertificateExpiry(vault, object string, notAfter time.Time)
 			m.certExpiry.DeleteLabelValues(k[0], k[1])
 		}
 	}
+}
+
+// ObserveObjectRequest records one object read from Key Vault in keyvault_request, with bounded labels.
+func (m *Metrics) ObserveObjectRequest(objectType, objectName, errorClass string, d time.Duration) {
+	m.upstream.observeObjectRequest(objectType, objectName, errorClass, d)
+}
+
+// ObserveGRPCRequest records one unary gRPC call in grpc_request, with bounded labels.
+func (m *Metrics) ObserveGRPCRequest(method, code string, d time.Duration) {
+	m.upstream.observeGRPCRequest(method, code, d)
 }
 
 // StatusClass names an HTTP status by its class ("2xx"), or "error" when there was no response.

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/klog/v2"
 
+	"github.com/akv-csi/provider/pkg/config"
 	"github.com/akv-csi/provider/pkg/keyvault"
 	"github.com/akv-csi/provider/pkg/metrics"
 )
@@ -172,14 +173,15 @@ func alone[T any](c *sharedClient, client int, fetch func(context.Context) (T, e
 }
 
 // read serves one read by key through the result cache, the in-flight reads and the throttle loop.
-func read[T any](ctx context.Context, c *sharedClient, key string, fetch func(context.Context) (T, error)) (T, error) {
+// The read that goes to Key Vault is recorded as obj (observed).
+func read[T any](ctx context.Context, c *sharedClient, key string, obj objectRead, fetch func(context.Context) (T, error)) (T, error) {
 	nb := notBefore(ctx)
 	if v, ok := c.lookup(key, nb); ok {
 		c.rec.ObserveRead("hit")
 		return v.(T), nil
 	}
 	for {
-		v, led, err := c.join(ctx, key, nb, func(fctx context.Context) (any, error) { return throttled(fctx, c, fetch) })
+		v, led, err := c.join(ctx, key, nb, func(fctx context.Context) (any, error) { return observed(fctx, c, obj, fetch) })
 		var zero T
 		switch {
 		case err == nil:
@@ -417,37 +419,37 @@ func (b *byteBudget) release(n int64) { b.used.Add(-n) }
 func readKey(op, name, version string) string { return op + "\x00" + name + "\x00" + version }
 
 func (c *sharedClient) GetSecret(ctx context.Context, name, version string) (keyvault.Secret, error) {
-	return read(ctx, c, readKey("secret", name, version), alone(c, secretsClient, func(ctx context.Context) (keyvault.Secret, error) {
+	return read(ctx, c, readKey("secret", name, version), objectRead{config.TypeSecret, name}, alone(c, secretsClient, func(ctx context.Context) (keyvault.Secret, error) {
 		return c.next.GetSecret(ctx, name, version)
 	}))
 }
 
 func (c *sharedClient) GetKey(ctx context.Context, name, version string) (keyvault.Key, error) {
-	return read(ctx, c, readKey("key", name, version), alone(c, keysClient, func(ctx context.Context) (keyvault.Key, error) {
+	return read(ctx, c, readKey("key", name, version), objectRead{config.TypeKey, name}, alone(c, keysClient, func(ctx context.Context) (keyvault.Key, error) {
 		return c.next.GetKey(ctx, name, version)
 	}))
 }
 
 func (c *sharedClient) GetCertificate(ctx context.Context, name, version string) (keyvault.Certificate, error) {
-	return read(ctx, c, readKey("cert", name, version), alone(c, certsClient, func(ctx context.Context) (keyvault.Certificate, error) {
+	return read(ctx, c, readKey("cert", name, version), objectRead{config.TypeCert, name}, alone(c, certsClient, func(ctx context.Context) (keyvault.Certificate, error) {
 		return c.next.GetCertificate(ctx, name, version)
 	}))
 }
 
 func (c *sharedClient) SecretVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
-	return read(ctx, c, readKey("secret-versions", name, ""), alone(c, secretsClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
+	return read(ctx, c, readKey("secret-versions", name, ""), objectRead{config.TypeSecret, name}, alone(c, secretsClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
 		return c.next.SecretVersions(keyvault.WithPacer(ctx, c.wait), name)
 	}))
 }
 
 func (c *sharedClient) KeyVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
-	return read(ctx, c, readKey("key-versions", name, ""), alone(c, keysClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
+	return read(ctx, c, readKey("key-versions", name, ""), objectRead{config.TypeKey, name}, alone(c, keysClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
 		return c.next.KeyVersions(keyvault.WithPacer(ctx, c.wait), name)
 	}))
 }
 
 func (c *sharedClient) CertificateVersions(ctx context.Context, name string) ([]keyvault.VersionInfo, error) {
-	return read(ctx, c, readKey("cert-versions", name, ""), alone(c, certsClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
+	return read(ctx, c, readKey("cert-versions", name, ""), objectRead{config.TypeCert, name}, alone(c, certsClient, func(ctx context.Context) ([]keyvault.VersionInfo, error) {
 		return c.next.CertificateVersions(keyvault.WithPacer(ctx, c.wait), name)
 	}))
 }
@@ -455,13 +457,13 @@ func (c *sharedClient) CertificateVersions(ctx context.Context, name string) ([]
 // ListSecrets shares a listing between callers with the same query. The first page takes a turn at
 // the vault's limiter as any read does (throttled); every later page takes one more (the pacer).
 func (c *sharedClient) ListSecrets(ctx context.Context, q keyvault.ListQuery) ([]keyvault.Match, error) {
-	return read(ctx, c, readKey("secret-list", q.Key(), ""), alone(c, secretsClient, func(ctx context.Context) ([]keyvault.Match, error) {
+	return read(ctx, c, readKey("secret-list", q.Key(), ""), objectRead{}, alone(c, secretsClient, func(ctx context.Context) ([]keyvault.Match, error) {
 		return c.next.ListSecrets(keyvault.WithPacer(ctx, c.wait), q)
 	}))
 }
 
 func (c *sharedClient) ListCertificates(ctx context.Context, q keyvault.ListQuery) ([]keyvault.Match, error) {
-	return read(ctx, c, readKey("cert-list", q.Key(), ""), alone(c, certsClient, func(ctx context.Context) ([]keyvault.Match, error) {
+	return read(ctx, c, readKey("cert-list", q.Key(), ""), objectRead{}, alone(c, certsClient, func(ctx context.Context) ([]keyvault.Match, error) {
 		return c.next.ListCertificates(keyvault.WithPacer(ctx, c.wait), q)
 	}))
 }

@@ -223,9 +223,13 @@ const MaxRequestBytes = 2 << 20
 // flight on one connection (0: gRPC's default, no bound): a call is in flight until its whole
 // response has been written to the driver, so this also bounds the encoded responses waiting for
 // a slow reader, which the provider's own bound on concurrent mounts (released when a mount
-// returns its files) cannot see.
-func NewGRPC(svc v1alpha1.CSIDriverProviderServer, maxStreams uint32) *GRPC {
-	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(RecoverPanics), grpc.NumStreamWorkers(streamWorkers),
+// returns its files) cannot see. observe, if not nil, sees every unary call (ObserveCalls).
+func NewGRPC(svc v1alpha1.CSIDriverProviderServer, maxStreams uint32, observe CallObserver) *GRPC {
+	interceptors := []grpc.UnaryServerInterceptor{RecoverPanics}
+	if observe != nil {
+		interceptors = append([]grpc.UnaryServerInterceptor{ObserveCalls(observe)}, interceptors...) // outermost: sees a recovered panic's Internal
+	}
+	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(interceptors...), grpc.NumStreamWorkers(streamWorkers),
 		grpc.InitialWindowSize(receiveWindow), grpc.InitialConnWindowSize(receiveWindow), grpc.MaxRecvMsgSize(MaxRequestBytes)}
 	if maxStreams > 0 {
 		opts = append(opts, grpc.MaxConcurrentStreams(maxStreams))

@@ -162,7 +162,7 @@ func TestCloseRemovesOnlyItsOwnSocket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := NewGRPC(NewService(stubMounter{}, config.Defaults{}, nil), 0)
+		g := NewGRPC(NewService(stubMounter{}, config.Defaults{}, nil), 0, nil)
 		served := make(chan struct{})
 		go func() { _ = g.Server.Serve(l); close(served) }()
 		if err := os.Remove(path); err != nil {
@@ -211,7 +211,7 @@ func serveWithHealthz(t *testing.T, endpoint string) func() (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := NewGRPC(NewService(stubMounter{}, config.Defaults{}, nil), 0)
+	g := NewGRPC(NewService(stubMounter{}, config.Defaults{}, nil), 0, nil)
 	go func() { _ = g.Server.Serve(l) }()
 	t.Cleanup(g.Server.Stop)
 	srv, hl, err := Healthz("127.0.0.1:0", "/healthz", l, 2*time.Second)

@@ -186,6 +186,22 @@ func flatten(err error) string {
 	return out
 }
 
+// CallObserver records the outcome of each unary gRPC call (Azure's grpc_request histogram):
+// its full method, its code and its duration. The status message is not given: it is error
+// text, kept out of metrics.
+type CallObserver func(method string, code codes.Code, d time.Duration)
+
+// ObserveCalls is a unary interceptor that reports every call of the server to observe, as Azure's
+// provider does (Mount, Version, the health checks of /healthz).
+func ObserveCalls(observe CallObserver) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		observe(info.FullMethod, status.Code(err), time.Since(start))
+		return resp, err
+	}
+}
+
 // RecoverPanics turns a panic in one call into Internal for that call, logs its stack once, and
 // keeps the server (and every other mount in flight) running.
 func RecoverPanics(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {

@@ -97,7 +97,7 @@ func serveListener(t *testing.T, m Mounter) (net.Listener, *GRPC) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := NewGRPC(NewService(m, config.Defaults{}, nil), 0)
+	g := NewGRPC(NewService(m, config.Defaults{}, nil), 0, nil)
 	go func() { _ = g.Server.Serve(l) }()
 	t.Cleanup(g.Server.Stop)
 	return l, g

@@ -132,7 +132,7 @@ func startProvider(t *testing.T, o provider.Options) v1alpha1.CSIDriverProviderC
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := server.NewGRPC(server.NewService(p, config.Defaults{CloudName: config.AzurePublicCloud}, nil), 0)
+	g := server.NewGRPC(server.NewService(p, config.Defaults{CloudName: config.AzurePublicCloud}, nil), 0, nil)
 	go func() { _ = g.Server.Serve(l) }()
 	t.Cleanup(g.Server.Stop)
 
