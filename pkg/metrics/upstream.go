@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,8 +21,9 @@ import (
 // object name, the raw error text, the raw gRPC message): unbounded series, and error text that
 // may quote what Key Vault answered. Here every label value is bounded, and none is error text:
 //   - error: "" on success, else one of a fixed set of classes (ErrorClasses);
-//   - object_name: the object's name, for the first MaxObjectNames distinct names of the process;
-//     every later name is OtherObjectName;
+//   - object_name: the object's name, for the first MaxObjectNames distinct names the process
+//     read successfully; every other name (a later one, or one whose reads have all failed, such
+//     as a made-up name) is OtherObjectName;
 //   - object_type: secret, key or cert (anything else: "other");
 //   - grpc_code: a gRPC code name (anything else: "Unknown");
 //   - grpc_message: "" for OK, else a fixed class per code, never the status message (which is in
@@ -37,9 +39,10 @@ const upstreamService = "csi-secrets-store-provider-azure"
 
 // MaxObjectNames bounds the distinct object_name values of keyvault_request in one process. 100
 // covers the objects a node mounts in most clusters (a SecretProviderClass names a handful), while
-// a namespace that names thousands of made-up objects cannot make the scrape grow past it. Names
-// are admitted first come, first kept, for the life of the process: evicting them would let
-// such a namespace churn series instead.
+// a namespace that names thousands of objects cannot make the scrape grow past it. A name is
+// admitted by its first successful read (a made-up name, which Key Vault answers 404, takes no
+// place), first come, first kept, for the life of the process: evicting names would let such a
+// namespace churn series instead.
 const MaxObjectNames = 100
 
 // OtherObjectName is the object_name of every name past MaxObjectNames. Key Vault names are
@@ -125,7 +128,7 @@ func (u *upstream) observeObjectRequest(objectType, objectName, errorClass strin
 	if errorClass != "" && !knownErrorClass(errorClass) {
 		errorClass = ErrorInternal
 	}
-	u.keyvaultRequest.WithLabelValues(errorClass, u.objectNames.value(objectName), objectType).Observe(d.Seconds())
+	u.keyvaultRequest.WithLabelValues(errorClass, u.objectNames.value(objectName, errorClass == ""), objectType).Observe(d.Seconds())
 }
 
 func (u *upstream) observeGRPCRequest(method, code string, d time.Duration) {
@@ -133,19 +136,13 @@ func (u *upstream) observeGRPCRequest(method, code string, d time.Duration) {
 	if !ok {
 		code, message = "Unknown", grpcMessages["Unknown"]
 	}
-	u.grpcRequest.WithLabelValues(code, message, u.grpcMethods.value(method)).Observe(d.Seconds())
+	u.grpcRequest.WithLabelValues(code, message, u.grpcMethods.value(method, true)).Observe(d.Seconds())
 }
 
-func knownErrorClass(c string) bool {
-	for _, k := range ErrorClasses {
-		if c == k {
-			return true
-		}
-	}
-	return false
-}
+func knownErrorClass(c string) bool { return slices.Contains(ErrorClasses, c) }
 
-// firstNames admits the first max distinct names it is given and answers other for every later one.
+// firstNames admits the first max distinct names offered for admission and answers other for
+// every name it has not admitted.
 type firstNames struct {
 	max   int
 	other string
@@ -157,14 +154,14 @@ func newFirstNames(limit int, other string) *firstNames {
 	return &firstNames{max: limit, other: other, seen: map[string]struct{}{}}
 }
 
-// value is name if it was admitted (now or before), else other.
-func (f *firstNames) value(name string) string {
+// value is name if it was admitted before, or is now (admit, and a place is left); else other.
+func (f *firstNames) value(name string, admit bool) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.seen[name]; ok {
 		return name
 	}
-	if len(f.seen) >= f.max {
+	if !admit || len(f.seen) >= f.max {
 		return f.other
 	}
 	f.seen[name] = struct{}{}

@@ -25,6 +25,7 @@ func TestUpstreamExposition(t *testing.T) {
 	want, _, _ := strings.Cut(string(b), "# HELP target_info")
 	want = strings.NewReplacer(
 		`error="some error"`, `error="not_found"`, // the raw error text there; a class here
+		`object_name="tls"`, `object_name="`+OtherObjectName+`"`, // a name no read has served yet
 		`grpc_message="failed"`, `grpc_message="unknown"`, // the raw status message there
 		`os_type="linux"`, `os_type="`+runtime.GOOS+`"`,
 	).Replace(want)
@@ -71,22 +72,27 @@ func TestObjectRequestLabelsAreBounded(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	m := New(reg)
-	for i := range MaxObjectNames {
-		m.ObserveObjectRequest("secret", fmt.Sprintf("name-%03d", i), "", time.Millisecond)
-	}
-	if n := len(series(t, reg, "keyvault_request")); n != MaxObjectNames {
-		t.Fatalf("%d series after %d names, want %d", n, MaxObjectNames, MaxObjectNames)
-	}
-	// Past the cap: new names share one value; admitted names keep theirs.
+	// Made-up names (never read successfully) take no place, before the cap as after it.
 	for i := range 1000 {
 		m.ObserveObjectRequest("secret", fmt.Sprintf("made-up-%d", i), ErrorNotFound, time.Millisecond)
 	}
+	for i := range MaxObjectNames {
+		m.ObserveObjectRequest("secret", fmt.Sprintf("name-%03d", i), "", time.Millisecond)
+	}
+	if n := len(series(t, reg, "keyvault_request")); n != MaxObjectNames+1 {
+		t.Fatalf("%d series after %d names, want %d (and %s)", n, MaxObjectNames, MaxObjectNames, OtherObjectName)
+	}
+	// Past the cap: new names share one value; admitted names keep theirs, failures included.
+	for i := range 1000 {
+		m.ObserveObjectRequest("secret", fmt.Sprintf("real-%d", i), "", time.Millisecond)
+	}
 	m.ObserveObjectRequest("secret", "name-007", ErrorNotFound, time.Millisecond)
 	got := series(t, reg, "keyvault_request")
-	if n := len(got); n != MaxObjectNames+2 {
-		t.Errorf("%d series, want %d (the admitted names, %q, and name-007's failure)", n, MaxObjectNames+2, OtherObjectName)
+	if n := len(got); n != MaxObjectNames+3 {
+		t.Errorf("%d series, want %d (the admitted names, %q failed and served, and name-007's failure)", n, MaxObjectNames+3, OtherObjectName)
 	}
-	for _, want := range []string{"error=not_found,object_name=" + OtherObjectName + ",object_type=secret", "error=not_found,object_name=name-007,object_type=secret"} {
+	for _, want := range []string{"error=not_found,object_name=" + OtherObjectName + ",object_type=secret", "error=,object_name=" + OtherObjectName + ",object_type=secret",
+		"error=not_found,object_name=name-007,object_type=secret"} {
 		if !contains(got, want) {
 			t.Errorf("no series %s among %d", want, len(got))
 		}
@@ -104,8 +110,13 @@ func TestErrorClasses(t *testing.T) {
 		{"certificate", ErrorNotFound, "other", "not_found"},
 	} {
 		reg := prometheus.NewRegistry()
-		New(reg).ObserveObjectRequest(tt.typ, "db", tt.class, time.Millisecond)
+		m := New(reg)
+		m.ObserveObjectRequest("secret", "db", "", time.Millisecond) // admits db
+		m.ObserveObjectRequest(tt.typ, "db", tt.class, time.Millisecond)
 		want := []string{"error=" + tt.wantError + ",object_name=db,object_type=" + tt.wantType}
+		if tt.wantType != "secret" || tt.wantError != "" {
+			want = append([]string{"error=,object_name=db,object_type=secret"}, want...)
+		}
 		if diff := cmp.Diff(want, series(t, reg, "keyvault_request")); diff != "" {
 			t.Errorf("ObserveObjectRequest(%q, %q): (-want +got)\n%s", tt.typ, tt.class, diff)
 		}
