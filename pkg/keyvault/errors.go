@@ -33,6 +33,21 @@ const (
 	KindResourceExhausted      // the mount passed a bound of the provider (files, bytes)
 )
 
+// kindNames are the kinds in words, for labels and logs.
+var kindNames = [...]string{
+	KindInternal: "internal", KindUnauthenticated: "unauthenticated", KindPermissionDenied: "permission_denied",
+	KindNotFound: "not_found", KindUnavailable: "unavailable", KindDeadlineExceeded: "deadline_exceeded",
+	KindInvalidArgument: "invalid_argument", KindResourceExhausted: "resource_exhausted",
+}
+
+// String names the kind in one snake_case word ("not_found"); an unknown kind is "internal".
+func (k Kind) String() string {
+	if k < 0 || int(k) >= len(kindNames) {
+		return kindNames[KindInternal]
+	}
+	return kindNames[k]
+}
+
 // Error is a classified failure with a one-line detail that never holds a secret.
 type Error struct {
 	Kind Kind

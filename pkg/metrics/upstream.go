@@ -57,7 +57,8 @@ const MaxGRPCMethods = 16
 const OtherGRPCMethod = "_other"
 
 // Error classes: the error label of keyvault_request when the read failed. One per failure kind
-// of pkg/keyvault, with Key Vault's 429 apart from the other unavailable answers.
+// of pkg/keyvault, spelt as its Kind.String, with Key Vault's 429 apart from the other
+// unavailable answers.
 const (
 	ErrorInternal          = "internal"
 	ErrorUnauthenticated   = "unauthenticated"
