@@ -218,6 +218,22 @@ func TestKubeconform(t *testing.T) {
 			if out, err := kubeconform(t, string(data)); err != nil {
 				t.Fatalf("kubeconform: %v\n%s", err, out)
 			}
+			// Each file applies alone, as Azure's do: its DaemonSet's ServiceAccount is in it.
+			accounts := map[string]bool{}
+			var used []string
+			for _, o := range parse(t, string(data)) {
+				switch o.Kind {
+				case "ServiceAccount":
+					accounts[fmt.Sprint(o.Metadata["name"])] = true
+				case "DaemonSet":
+					tmpl, _ := o.Spec["template"].(map[string]any)
+					podSpec, _ := tmpl["spec"].(map[string]any)
+					used = append(used, fmt.Sprint(podSpec["serviceAccountName"]))
+				}
+			}
+			if len(used) != 1 || !accounts[used[0]] {
+				t.Errorf("DaemonSets run as %v; ServiceAccounts in the file: %v", used, accounts)
+			}
 		})
 	}
 }
@@ -447,8 +463,8 @@ func TestDaemonSetDefaults(t *testing.T) {
 	diff(t, "affinity", m{"nodeAffinity": m{"requiredDuringSchedulingIgnoredDuringExecution": m{
 		"nodeSelectorTerms": []m{{"matchExpressions": []m{{"key": "type", "operator": "NotIn", "values": []string{"virtual-kubelet"}}}}},
 	}}}, pod.Affinity)
-	diff(t, "volumes", []m{{"name": "providers-dir", "hostPath": m{"path": "/var/run/secrets-store-csi-providers", "type": "DirectoryOrCreate"}}, clusterCA}, pod.Volumes)
-	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}, clusterCAMount}, c.VolumeMounts)
+	diff(t, "volumes", []m{{"name": "provider-vol", "hostPath": m{"path": "/var/run/secrets-store-csi-providers", "type": "DirectoryOrCreate"}}, clusterCA}, pod.Volumes)
+	diff(t, "volumeMounts", []m{{"name": "provider-vol", "mountPath": "/provider"}, clusterCAMount}, c.VolumeMounts)
 	diff(t, "env", []m{{"name": "GOMEMLIMIT", "value": "241591910"}}, c.Env) // 90% of 256Mi
 	diff(t, "updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": 1}}, ds.Spec.UpdateStrategy)
 	for _, o := range objs {
@@ -521,13 +537,13 @@ func TestDaemonSetFromValues(t *testing.T) {
 	}, c.Env)
 	diff(t, "resources", m{"requests": m{"cpu": "10m", "memory": "64Mi"}, "limits": m{"cpu": 1, "memory": "128Mi"}}, c.Resources)
 	diff(t, "volumeMounts", []m{
-		{"name": "providers-dir", "mountPath": "/provider"},
+		{"name": "provider-vol", "mountPath": "/provider"},
 		clusterCAMount,
 		{"name": "ca-bundle", "mountPath": "/etc/akv-provider/ca", "readOnly": true},
 		{"name": "scratch", "mountPath": "/scratch"},
 	}, c.VolumeMounts)
 	diff(t, "volumes", []m{
-		{"name": "providers-dir", "hostPath": m{"path": "/etc/kubernetes/secrets-store-csi-providers", "type": "DirectoryOrCreate"}},
+		{"name": "provider-vol", "hostPath": m{"path": "/etc/kubernetes/secrets-store-csi-providers", "type": "DirectoryOrCreate"}},
 		clusterCA,
 		{"name": "ca-bundle", "configMap": m{"name": "corp-ca", "items": []m{{"key": "root.pem", "path": "ca.crt"}}}},
 		{"name": "scratch", "emptyDir": m{}},
@@ -580,8 +596,8 @@ func TestDaemonSetFromValues(t *testing.T) {
 		{"name": "metrics", "containerPort": 9102, "protocol": "TCP"},
 	}, wc.Ports)
 	diff(t, "windows securityContext", m{"windowsOptions": m{"runAsUserName": "ContainerAdministrator"}}, wc.SecurityContext)
-	diff(t, "windows volumes", []m{{"name": "providers-dir", "hostPath": m{"path": `D:\csi\providers`, "type": "DirectoryOrCreate"}}, clusterCA}, wp.Volumes)
-	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}, clusterCAMount}, wc.VolumeMounts)
+	diff(t, "windows volumes", []m{{"name": "provider-vol", "hostPath": m{"path": `D:\csi\providers`, "type": "DirectoryOrCreate"}}, clusterCA}, wp.Volumes)
+	diff(t, "windows volumeMounts", []m{{"name": "provider-vol", "mountPath": `C:\provider`}, clusterCAMount}, wc.VolumeMounts)
 	diff(t, "windows env", []m{{"name": "GOMEMLIMIT", "value": "377487360"}, {"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}}, wc.Env)
 	diff(t, "windows nodeSelector", m{"kubernetes.io/os": "windows"}, wp.NodeSelector)
 	diff(t, "windows automount", false, wp.AutomountServiceAccountToken)
@@ -1009,6 +1025,27 @@ func TestNotesRender(t *testing.T) {
 	}
 }
 
+// Azure's values that its chart renders wrongly (constructPEMChain=false renders no flag,
+// metricsAddr sets only the container port) act here as named, and the notes say what changes.
+func TestNotesValuesThatDiffer(t *testing.T) {
+	chart := notesChart(t)
+	const header = "Values that act differently from Azure's chart"
+	for set, want := range map[string]string{
+		"constructPEMChain=false": "constructPEMChain=false: PEM certificate chains keep Key Vault's stored order",
+		"constructPEMChain=":      "constructPEMChain=false",
+		"metricsAddr=:9000":       "metricsAddr=:9000: the provider serves /metrics on port 9000",
+	} {
+		if notes := renderNotes(t, chart, "--set", set); !strings.Contains(notes, header) || !strings.Contains(notes, want) {
+			t.Errorf("--set %s: NOTES lack %q:\n%s", set, want, notes)
+		}
+	}
+	for _, set := range []string{"constructPEMChain=true", "metricsAddr=8898", "metricsAddr=:8898", "logVerbosity=1"} {
+		if notes := renderNotes(t, chart, "--set", set); strings.Contains(notes, header) {
+			t.Errorf("--set %s: NOTES list a value that acts as in Azure's chart:\n%s", set, notes)
+		}
+	}
+}
+
 // Azure's values that mean nothing here are accepted, and the install notes
 // name each one that is set, with the reason; none when they are not set.
 func TestNotesIgnoredValues(t *testing.T) {
@@ -1307,9 +1344,9 @@ func TestVersionsAgree(t *testing.T) {
 
 // upstreamDefaults lists every key of Azure's chart values.yaml with Azure's
 // default as JSON; maps and lists count as one key. Taken from
-// csi-secrets-store-provider-azure 1.7.2 (Azure/secrets-store-csi-driver-provider-azure
-// commit 1479839252f8): chart 1.8.2's values.yaml was not available when this was
-// written; diff it against this list when it is.
+// csi-secrets-store-provider-azure 1.8.2 (the chart in the Go module
+// github.com/Azure/secrets-store-csi-driver-provider-azure@v1.8.2, which make e2e-node also
+// installs); chart 1.7.2 has the same keys.
 var upstreamDefaults = map[string]string{
 	"nameOverride":                   `""`,
 	"fullnameOverride":               `""`,
@@ -1324,7 +1361,7 @@ var upstreamDefaults = map[string]string{
 	"metricsAddr":                    `"8898"`,
 
 	"linux.image.repository":                            `"mcr.microsoft.com/oss/v2/azure/secrets-store/provider-azure"`,
-	"linux.image.tag":                                   `"v1.7.2"`,
+	"linux.image.tag":                                   `"v1.8.2"`,
 	"linux.image.pullPolicy":                            `"IfNotPresent"`,
 	"linux.nodeSelector":                                `{}`,
 	"linux.tolerations":                                 `[{"operator":"Exists"}]`,
@@ -1348,10 +1385,10 @@ var upstreamDefaults = map[string]string{
 	"linux.kubeletRootDir":                              `"/var/lib/kubelet"`,
 	"linux.providersDir":                                `"/var/run/secrets-store-csi-providers"`,
 	"linux.affinity":                                    `{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"type","operator":"NotIn","values":["virtual-kubelet"]}]}]}}}`,
-	"linux.dnsPolicy":                                   `""`,
+	"linux.dnsPolicy":                                   `"ClusterFirstWithHostNet"`,
 
 	"windows.image.repository":                            `"mcr.microsoft.com/oss/v2/azure/secrets-store/provider-azure"`,
-	"windows.image.tag":                                   `"v1.7.2"`,
+	"windows.image.tag":                                   `"v1.8.2"`,
 	"windows.image.pullPolicy":                            `"IfNotPresent"`,
 	"windows.nodeSelector":                                `{}`,
 	"windows.tolerations":                                 `[{"operator":"Exists"}]`,
@@ -1382,7 +1419,7 @@ var upstreamDefaults = map[string]string{
 	"secrets-store-csi-driver.linux.metricsAddr":                     `":8080"`,
 	"secrets-store-csi-driver.linux.priorityClassName":               `""`,
 	"secrets-store-csi-driver.linux.image.repository":                `"mcr.microsoft.com/oss/v2/kubernetes-csi/secrets-store/driver"`,
-	"secrets-store-csi-driver.linux.image.tag":                       `"v1.5.4"`,
+	"secrets-store-csi-driver.linux.image.tag":                       `"v1.5.6"`,
 	"secrets-store-csi-driver.linux.image.pullPolicy":                `"IfNotPresent"`,
 	"secrets-store-csi-driver.linux.registrarImage.repository":       `"mcr.microsoft.com/oss/v2/kubernetes-csi/csi-node-driver-registrar"`,
 	"secrets-store-csi-driver.linux.registrarImage.tag":              `"v2.14.0"`,
@@ -1391,7 +1428,7 @@ var upstreamDefaults = map[string]string{
 	"secrets-store-csi-driver.linux.livenessProbeImage.tag":          `"v2.15.0"`,
 	"secrets-store-csi-driver.linux.livenessProbeImage.pullPolicy":   `"IfNotPresent"`,
 	"secrets-store-csi-driver.linux.crds.image.repository":           `"mcr.microsoft.com/oss/v2/kubernetes-csi/secrets-store/driver-crds"`,
-	"secrets-store-csi-driver.linux.crds.image.tag":                  `"v1.5.4"`,
+	"secrets-store-csi-driver.linux.crds.image.tag":                  `"v1.5.6"`,
 	"secrets-store-csi-driver.linux.crds.image.pullPolicy":           `"IfNotPresent"`,
 	"secrets-store-csi-driver.linux.providersDir":                    `"/var/run/secrets-store-csi-providers"`,
 	"secrets-store-csi-driver.windows.enabled":                       `false`,
@@ -1399,7 +1436,7 @@ var upstreamDefaults = map[string]string{
 	"secrets-store-csi-driver.windows.metricsAddr":                   `":8080"`,
 	"secrets-store-csi-driver.windows.priorityClassName":             `""`,
 	"secrets-store-csi-driver.windows.image.repository":              `"mcr.microsoft.com/oss/v2/kubernetes-csi/secrets-store/driver"`,
-	"secrets-store-csi-driver.windows.image.tag":                     `"v1.5.4"`,
+	"secrets-store-csi-driver.windows.image.tag":                     `"v1.5.6"`,
 	"secrets-store-csi-driver.windows.image.pullPolicy":              `"IfNotPresent"`,
 	"secrets-store-csi-driver.windows.registrarImage.repository":     `"mcr.microsoft.com/oss/v2/kubernetes-csi/csi-node-driver-registrar"`,
 	"secrets-store-csi-driver.windows.registrarImage.tag":            `"v2.14.0"`,
@@ -1411,7 +1448,7 @@ var upstreamDefaults = map[string]string{
 	"secrets-store-csi-driver.rotationPollInterval":                  `"2m"`,
 	"secrets-store-csi-driver.filteredWatchSecret":                   `true`,
 	"secrets-store-csi-driver.syncSecret.enabled":                    `false`,
-	"secrets-store-csi-driver.tokenRequests":                         `[{"audience":"api://AzureADTokenExchange"}]`,
+	"secrets-store-csi-driver.tokenRequests":                         `[{"audience":"api://AzureADTokenExchange"},{"audience":"api://AKSIdentityBinding"}]`,
 }
 
 // Keys testdata/upstream-values.yaml leaves at Azure's default, and why.
@@ -1516,7 +1553,7 @@ func TestUpstreamValues(t *testing.T) {
 		"--healthz-bind-address=127.0.0.1",
 		"--custom-user-agent=contoso-aks/1.0 (cluster prod-1)",
 	}, c.Args)
-	diff(t, "image", "myacr.azurecr.io/oss/azure/secrets-store/provider-azure:v1.8.2", c.Image)
+	diff(t, "image", "myacr.azurecr.io/oss/azure/secrets-store/provider-azure:v1.8.2-custom", c.Image)
 	diff(t, "pullPolicy", "Always", c.ImagePullPolicy)
 	diff(t, "ports", []m{
 		{"name": "healthz", "containerPort": 9898, "protocol": "TCP"},
@@ -1547,9 +1584,9 @@ func TestUpstreamValues(t *testing.T) {
 	diff(t, "pod labels team/app", map[string]string{"team": "platform", "app": "kv-upstream"},
 		map[string]string{"team": ds.Spec.Template.Metadata.Labels["team"], "app": ds.Spec.Template.Metadata.Labels["app"]})
 	diff(t, "podAnnotations", map[string]string{"example.com/owner": "platform"}, ds.Spec.Template.Metadata.Annotations)
-	diff(t, "volumeMounts", []m{{"name": "providers-dir", "mountPath": "/provider"}, clusterCAMount, {"name": "extra", "mountPath": "/extra"}}, c.VolumeMounts)
+	diff(t, "volumeMounts", []m{{"name": "provider-vol", "mountPath": "/provider"}, clusterCAMount, {"name": "extra", "mountPath": "/extra"}}, c.VolumeMounts)
 	diff(t, "volumes", []m{
-		{"name": "providers-dir", "hostPath": m{"path": "/etc/kubernetes/secrets-store-csi-providers", "type": "DirectoryOrCreate"}},
+		{"name": "provider-vol", "hostPath": m{"path": "/etc/kubernetes/secrets-store-csi-providers", "type": "DirectoryOrCreate"}},
 		clusterCA,
 		{"name": "extra", "emptyDir": m{}},
 	}, pod.Volumes)
@@ -1586,9 +1623,9 @@ func TestUpstreamValues(t *testing.T) {
 	diff(t, "windows updateStrategy", m{"type": "RollingUpdate", "rollingUpdate": m{"maxUnavailable": "25%"}}, w.Spec.UpdateStrategy)
 	diff(t, "windows pod label app", "kv-upstream", w.Spec.Template.Metadata.Labels["app"])
 	diff(t, "windows podAnnotations", map[string]string{"example.com/owner": "platform-win"}, w.Spec.Template.Metadata.Annotations)
-	diff(t, "windows volumeMounts", []m{{"name": "providers-dir", "mountPath": `C:\provider`}, clusterCAMount, {"name": "extra", "mountPath": `C:\extra`}}, wc.VolumeMounts)
+	diff(t, "windows volumeMounts", []m{{"name": "provider-vol", "mountPath": `C:\provider`}, clusterCAMount, {"name": "extra", "mountPath": `C:\extra`}}, wc.VolumeMounts)
 	diff(t, "windows volumes", []m{
-		{"name": "providers-dir", "hostPath": m{"path": `D:\secrets-store-csi-providers`, "type": "DirectoryOrCreate"}},
+		{"name": "provider-vol", "hostPath": m{"path": `D:\secrets-store-csi-providers`, "type": "DirectoryOrCreate"}},
 		clusterCA,
 		{"name": "extra", "emptyDir": m{}},
 	}, wp.Volumes)
@@ -1602,7 +1639,7 @@ func TestUpstreamValues(t *testing.T) {
 			diff(t, "CSIDriver tokenRequests", []m{{"audience": "api://AzureADTokenExchange"}, {"audience": "https://kv.example.com"}}, o.Spec["tokenRequests"])
 		case o.Kind == "DaemonSet" && o.Metadata["name"] == "sscd":
 			sawDriver = true
-			for _, want := range []string{`"--metrics-addr=:8081"`, `"/var/lib/k8s/kubelet/pods"`, `"/etc/kubernetes/secrets-store-csi-providers"`, `"--rotation-poll-interval=90s"`, `driver:v1.5.6"`} {
+			for _, want := range []string{`"--metrics-addr=:8081"`, `"/var/lib/k8s/kubelet/pods"`, `"/etc/kubernetes/secrets-store-csi-providers"`, `"--rotation-poll-interval=90s"`, `driver:v1.5.6-custom"`} {
 				if !bytes.Contains(o.raw, []byte(want)) {
 					t.Errorf("driver DaemonSet lacks %s: %s", want, o.raw)
 				}
@@ -1740,6 +1777,11 @@ func TestUpstreamNames(t *testing.T) {
 		objs := parse(t, out)
 		if !has(objs, "ServiceAccount", tc.sa) && !strings.Contains(tc.set, "serviceAccount.name") {
 			t.Errorf("--set %s: no ServiceAccount %s", tc.set, tc.sa)
+		}
+		for _, o := range objs {
+			if labels, _ := o.Metadata["labels"].(map[string]any); o.Kind == "ServiceAccount" && labels["app"] != tc.app {
+				t.Errorf("--set %s: ServiceAccount %v has label app %v, want %s as Azure's", tc.set, o.Metadata["name"], labels["app"], tc.app)
+			}
 		}
 		for _, name := range []string{tc.ds, tc.ds + "-windows"} {
 			ds := findDaemonSet(t, objs, name)

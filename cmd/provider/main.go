@@ -28,6 +28,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/akv-csi/provider/pkg/auth"
+	azcloud "github.com/akv-csi/provider/pkg/cloud"
 	"github.com/akv-csi/provider/pkg/config"
 	"github.com/akv-csi/provider/pkg/keyvault"
 	"github.com/akv-csi/provider/pkg/metrics"
@@ -55,6 +56,7 @@ type Options struct {
 	ConstructPEMChain              bool
 	WriteCertAndKeyInSeparateFiles bool
 	CloudName                      string
+	CloudEnvFile                   string // from AZURE_ENVIRONMENT_FILEPATH
 	// CustomUserAgent is appended to the User-Agent of every Key Vault and Entra ID request.
 	CustomUserAgent string
 	// TokenProxyURL and SNIName are consumed by the identity-binding mode (useAzureTokenProxy):
@@ -210,6 +212,18 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	} else {
 		o.CloudName = cloud
 	}
+	// As Azure's provider (go-autorest): the Azure Stack environment file comes from the
+	// environment, is required at start for --cloud-name AzureStackCloud, and serves every mount
+	// that names that cloud without cloudEnvFileName. Each mount reads it again.
+	o.CloudEnvFile = strings.TrimSpace(os.Getenv(config.AzureEnvironmentFileVar))
+	if o.CloudName == config.AzureStackCloud {
+		if o.CloudEnvFile == "" {
+			errs = append(errs, fmt.Errorf("--cloud-name %s needs the environment variable %s: the path of the Azure environment JSON file on the node",
+				config.AzureStackCloud, config.AzureEnvironmentFileVar))
+		} else if _, err := azcloud.Resolve(config.AzureStackCloud, o.CloudEnvFile); err != nil {
+			errs = append(errs, fmt.Errorf("--cloud-name %s with %s: %w", config.AzureStackCloud, config.AzureEnvironmentFileVar, err))
+		}
+	}
 	if err := validateUserAgent(o.CustomUserAgent); err != nil {
 		errs = append(errs, err)
 	}
@@ -303,7 +317,7 @@ func run(args []string, stdout io.Writer) error {
 		Sharing:  provider.SharingOptions{ResultTTL: o.ResultCacheTTL, VaultRateLimit: o.VaultRateLimit, VaultBurst: o.VaultBurst},
 		Metrics:  m,
 	})
-	svc := server.NewService(p, config.Defaults{CloudName: o.CloudName}, func(c codes.Code, d time.Duration) {
+	svc := server.NewService(p, config.Defaults{CloudName: o.CloudName, CloudEnvFile: o.CloudEnvFile}, func(c codes.Code, d time.Duration) {
 		m.ObserveMount(c.String(), d)
 	})
 	svc.MaxResponseBytes = o.MaxResponseBytes

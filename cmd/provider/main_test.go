@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/klog/v2"
 
+	"github.com/akv-csi/provider/pkg/config"
 	"github.com/akv-csi/provider/pkg/version"
 )
 
@@ -47,6 +48,34 @@ func TestMaxProcs(t *testing.T) {
 		if err != nil || o.MaxProcs != c.want {
 			t.Errorf("GOMAXPROCS=%q %q: MaxProcs %d (%v), want %d", c.env, c.args, o.MaxProcs, err, c.want)
 		}
+	}
+}
+
+// TestAzureStackCloudNeedsItsFile: --cloud-name AzureStackCloud reads AZURE_ENVIRONMENT_FILEPATH at
+// start, as Azure's provider does, and refuses to start without a usable file.
+func TestAzureStackCloudNeedsItsFile(t *testing.T) {
+	good := filepath.Join(t.TempDir(), "stack.json")
+	if err := os.WriteFile(good, []byte(`{"name":"AzureStackCloud","activeDirectoryEndpoint":"https://login.stack.example/","keyVaultDNSSuffix":"vault.stack.example"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ file, wantErr string }{
+		{"", "needs the environment variable AZURE_ENVIRONMENT_FILEPATH"},
+		{"/nonexistent/stack.json", "/nonexistent/stack.json"},
+		{good, ""},
+	} {
+		t.Setenv(config.AzureEnvironmentFileVar, tt.file)
+		o, err := parseFlags([]string{"--cloud-name", "azurestackcloud"}, &bytes.Buffer{})
+		switch {
+		case tt.wantErr == "" && (err != nil || o.CloudEnvFile != good):
+			t.Errorf("file %q: %v, CloudEnvFile %q", tt.file, err, o.CloudEnvFile)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("file %q: %v, want an error containing %q", tt.file, err, tt.wantErr)
+		}
+	}
+	// Another default cloud does not need it, but mounts that name AzureStackCloud get it.
+	t.Setenv(config.AzureEnvironmentFileVar, good)
+	if o, err := parseFlags(nil, &bytes.Buffer{}); err != nil || o.CloudEnvFile != good {
+		t.Errorf("public cloud: %v, CloudEnvFile %q", err, o.CloudEnvFile)
 	}
 }
 

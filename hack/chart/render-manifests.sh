@@ -26,6 +26,7 @@ render() {
 } >"$out/provider-azure-installer.yaml"
 {
   echo "$header"
-  echo "# Windows DaemonSet only; apply together with provider-azure-installer.yaml."
-  render --set windows.enabled=true --show-only templates/daemonset-windows.yaml
+  echo "# The Windows DaemonSet and its ServiceAccount, as Azure's file: applies alone (a Windows-only"
+  echo "# cluster) or with provider-azure-installer.yaml (the same ServiceAccount)."
+  render --set windows.enabled=true --show-only templates/serviceaccount.yaml --show-only templates/daemonset-windows.yaml
 } >"$out/provider-azure-installer-windows.yaml"

@@ -29,6 +29,9 @@ SERVICE_CIDR=10.96.0.0/16
 KUBE_SVC_IP=10.96.0.1    # the `kubernetes` Service; one DNAT rule stands in for kube-proxy
 POD_CIDR=10.244.0.0/24
 CHAIN=AKV-E2E-NODE
+# AKS's API server certificate carries the cluster's ID as hcp-kubernetes.<id>.svc.cluster.local;
+# identity binding derives the token proxy's TLS server name from it (TestIdentityBinding).
+CLUSTER_ID=e2e-node
 ISSUER=https://kubernetes.default.svc
 KUBELET_ROOT=/var/lib/kubelet   # the charts' default kubeletRootDir
 PROVIDERS_DIR=/var/run/secrets-store-csi-providers
@@ -137,6 +140,20 @@ fi
 phase "helm, chart dependency"
 build_helm
 make --no-print-directory chart-deps HELM="$HELM" >/dev/null
+phase "Azure's provider v1.8.2 (the rehearsed switch)"
+# Its binary and its chart from its module (hack/e2e/upstream pins it); the chart's driver
+# dependency is the driver chart this chart bundles (the same version, 1.5.6).
+UPSTREAM_MOD=github.com/Azure/secrets-store-csi-driver-provider-azure
+s=$(stamp hack/e2e/upstream)
+if cached upstream "$s" secrets-store-csi-driver-provider-azure; then
+	echo "cached"
+else
+	(cd hack/e2e/upstream && "$GO" build -trimpath -o "$BIN/secrets-store-csi-driver-provider-azure" "$UPSTREAM_MOD/cmd")
+	echo "$s" >"$BIN/.upstream.stamp"
+fi
+(cd hack/e2e/upstream && "$GO" mod download "$UPSTREAM_MOD")
+UPSTREAM_SRC=$(cd hack/e2e/upstream && "$GO" list -m -f '{{.Dir}}' "$UPSTREAM_MOD")
+[ -d "$UPSTREAM_SRC/charts/csi-secrets-store-provider-azure" ] || { echo "no chart in $UPSTREAM_SRC" >&2; exit 1; }
 
 # Refuse to run over a host that has a kubelet of its own: teardown would remove its state.
 if [ -e "$KUBELET_ROOT" ] && [ ! -f "$D/run/ours" ]; then
@@ -150,10 +167,18 @@ mkdir -p "$D"/{run,logs,pki,cni/net.d,cni/bin,containerd,manifests} "$KUBELET_RO
 touch "$D/run/ours"
 
 phase "images"
+UPSTREAM_CHART=$D/upstream-chart
+rm -rf "$UPSTREAM_CHART"
+cp -r "$UPSTREAM_SRC/charts/csi-secrets-store-provider-azure" "$UPSTREAM_CHART"
+chmod -R u+w "$UPSTREAM_CHART"
+mkdir -p "$UPSTREAM_CHART/charts"
+cp deploy/helm/akv-provider/charts/secrets-store-csi-driver-*.tgz "$UPSTREAM_CHART/charts/"
 # The exact references the charts render with the values the tests install (tags, not digests),
 # plus the sandbox image containerd uses.
-"$HELM" template akv deploy/helm/akv-provider -n kube-system -f test/e2enode/testdata/values.yaml |
-	awk '$1 == "image:" || $1 == "-" && $2 == "image:" {print $NF}' | tr -d '"' | sort -u >"$D/images.txt"
+{
+	"$HELM" template akv deploy/helm/akv-provider -n kube-system -f test/e2enode/testdata/values.yaml
+	"$HELM" template csi "$UPSTREAM_CHART" -n kube-system -f test/e2enode/testdata/azure-values.yaml
+} | awk '$1 == "image:" || $1 == "-" && $2 == "image:" {print $NF}' | tr -d '"' | sort -u >"$D/images.txt"
 echo "registry.k8s.io/pause:3.10" >>"$D/images.txt"
 "$BIN/mkimages" --images "$D/images.txt" --out "$D/images.tar" --dockerfile Dockerfile --context "$ROOT" \
 	--bins "$BIN" --busybox "$BUSYBOX" --crds "$DRIVER_DIR/charts/secrets-store-csi-driver/crds"
@@ -162,7 +187,7 @@ phase "certificates, tokens"
 P=$D/pki
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=e2e-node-ca -keyout "$P/ca.key" -out "$P/ca.crt" 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver -keyout "$P/apiserver.key" -out "$P/apiserver.csr" 2>/dev/null
-printf 'subjectAltName=IP:%s,IP:%s,IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n' "$NODE_IP" "$KUBE_SVC_IP" >"$P/san.ext"
+printf 'subjectAltName=IP:%s,IP:%s,IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:hcp-kubernetes.%s.svc.cluster.local\n' "$NODE_IP" "$KUBE_SVC_IP" "$CLUSTER_ID" >"$P/san.ext"
 openssl x509 -req -in "$P/apiserver.csr" -CA "$P/ca.crt" -CAkey "$P/ca.key" -CAcreateserial -days 2 -extfile "$P/san.ext" -out "$P/apiserver.crt" 2>/dev/null
 openssl genrsa -out "$P/sa.key" 2048 2>/dev/null
 openssl rsa -in "$P/sa.key" -pubout -out "$P/sa.pub" 2>/dev/null
@@ -252,7 +277,8 @@ wait_for 60 "the default ServiceAccount and kube-root-ca.crt" "$BIN/kubectl" -n 
 
 phase "go test"
 export E2E_NODE_DIR=$D E2E_BIN_DIR=$BIN E2E_HELM=$HELM E2E_NODE_IP=$NODE_IP E2E_ISSUER=$ISSUER
-export E2E_SA_PUB=$P/sa.pub
+export E2E_SA_PUB=$P/sa.pub E2E_UPSTREAM_CHART=$UPSTREAM_CHART
+export E2E_PKI=$P E2E_CLUSTER_ID=$CLUSTER_ID E2E_NAT_CHAIN=$CHAIN E2E_KUBE_SVC_IP=$KUBE_SVC_IP E2E_API_ADDR=$NODE_IP:$API_PORT
 rc=0
 "$GO" test -tags node -count=1 -v -timeout "${E2E_TIMEOUT:-30m}" ./test/e2enode/... "$@" || rc=$?
 phase ""

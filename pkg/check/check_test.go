@@ -206,7 +206,7 @@ func TestManifestProblems(t *testing.T) {
 		`testdata/spc/invalid.yaml:27: keyvaultName "kv_team_a" must be 3-24 characters of letters, digits and '-'`,
 		"testdata/spc/invalid.yaml:30: usePodIdentity is not supported",
 		`testdata/spc/invalid.yaml:26: only one identity mode can be enabled at a time`,
-		`testdata/spc/invalid.yaml:36: objects[1] ("signing-key"): objectVersionHistory -1 must not be negative`,
+		`testdata/spc/invalid.yaml:36: objects[1] ("signing-key"): objectVersionHistory 101 is more than the 100 allowed`,
 		`testdata/spc/invalid.yaml:40: objects[2] ("web-tls"): objectType "certificate" is not one of secret, key, cert`,
 		`testdata/spc/invalid.yaml:40: objects[2] ("web-tls"): filePermission "0800" must be an octal mode`,
 		`testdata/spc/invalid.yaml:51: spec.provider "Azure" must be "azure", in lower case`,

@@ -404,7 +404,14 @@ func CanonicalVaultName(name string) string { return strings.ToLower(name) }
 // Defaults are the daemon-wide settings a SecretProviderClass may override.
 type Defaults struct {
 	CloudName string
+	// CloudEnvFile is the Azure Stack environment file of a mount that names AzureStackCloud
+	// (or gets it from CloudName) without cloudEnvFileName. Azure's provider takes it from the
+	// environment variable AzureEnvironmentFileVar, which go-autorest reads.
+	CloudEnvFile string
 }
+
+// AzureEnvironmentFileVar is go-autorest's variable for the Azure Stack environment file.
+const AzureEnvironmentFileVar = "AZURE_ENVIRONMENT_FILEPATH"
 
 var vaultNameRE = regexp.MustCompile(`^[-A-Za-z0-9]{3,24}$`)
 
@@ -534,7 +541,11 @@ func parseAttributes(attrs, secrets map[string]string, defaultMode fs.FileMode, 
 		bad("%s %w", CloudName, err)
 	}
 	if c.CloudName == AzureStackCloud && c.CloudEnvFile == "" {
-		bad("%s is required when %s is %s: the path of the Azure environment JSON file on the node", CloudEnvFileName, CloudName, AzureStackCloud)
+		c.CloudEnvFile = d.CloudEnvFile
+	}
+	if c.CloudName == AzureStackCloud && c.CloudEnvFile == "" {
+		bad("%s is required when %s is %s: the path of the Azure environment JSON file on the node (or set %s in the provider's environment)",
+			CloudEnvFileName, CloudName, AzureStackCloud, AzureEnvironmentFileVar)
 	}
 
 	identity, identityErrs := parseIdentity(attrs, secrets)
@@ -913,7 +924,8 @@ func parseObject(entry string, defaultMode fs.FileMode, warn *warnings, index in
 	}
 	switch {
 	case o.History < 0:
-		bad("objectVersionHistory %d must not be negative", o.History)
+		warn.add("%s: objectVersionHistory %d is negative: one version is mounted, as Azure's provider does", where, o.History)
+		o.History = 0
 	case o.History > MaxVersionHistory:
 		bad("objectVersionHistory %d is more than the %d allowed", o.History, MaxVersionHistory)
 		o.History = 0 // nothing below may allocate per requested version
@@ -952,9 +964,11 @@ func parseObject(entry string, defaultMode fs.FileMode, warn *warnings, index in
 		bad("objectAlias of %d characters is longer than the %d allowed", len(o.Alias), MaxAliasLength)
 		o.Alias = truncate(o.Alias, 32)
 	} else if o.Alias != "" {
-		if err := checkRelativePath("objectAlias", o.Alias); err != nil {
+		clean, err := cleanRelativePath("objectAlias", o.Alias)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		o.Alias = clean
 	}
 	return o, errs
 }
@@ -1082,22 +1096,27 @@ func parseFileMode(p string) (fs.FileMode, error) {
 	return fs.FileMode(m), nil //nolint:gosec // m is in [0, 2^31): ParseInt with bitSize 32, and the regexp allows no minus sign
 }
 
-func checkRelativePath(field, p string) error {
+// cleanRelativePath refuses a path that could leave the mount: absolute, with a drive, with a ".."
+// element (with / or \ as the separator, as the driver on Windows reads it) or a NUL. Other forms
+// that Azure's provider passes and the driver cleans are cleaned here the same way (path.Clean:
+// "./f" is "f", "a//b" is "a/b", "dir/" is "dir"), so paths are compared as they are written.
+func cleanRelativePath(field, p string) (string, error) {
 	switch {
 	case strings.HasPrefix(p, "/") || strings.HasPrefix(p, `\`) || (len(p) > 1 && p[1] == ':'):
-		return fmt.Errorf("%s %q must be a relative path", field, p)
-	case strings.ContainsAny(p, "\\\x00"):
-		return fmt.Errorf("%s %q must not contain a backslash or NUL", field, p)
+		return p, fmt.Errorf("%s %q must be a relative path", field, p)
+	case strings.ContainsRune(p, 0):
+		return p, fmt.Errorf("%s %q must not contain NUL", field, p)
 	}
-	for _, part := range strings.Split(p, "/") {
-		switch part {
-		case "..":
-			return fmt.Errorf("%s %q must not contain \"..\"", field, p)
-		case "", ".":
-			return fmt.Errorf("%s %q must not contain empty or \".\" path elements", field, p)
+	for _, part := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if part == ".." {
+			return p, fmt.Errorf("%s %q must not contain \"..\"", field, p)
 		}
 	}
-	return nil
+	clean := path.Clean(p)
+	if clean == "." {
+		return p, fmt.Errorf("%s %q names no file", field, p)
+	}
+	return clean, nil
 }
 
 // Paths lists the files an object writes (before any optional .crt/.key files).

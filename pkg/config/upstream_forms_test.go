@@ -20,6 +20,7 @@ func TestUpstreamForms(t *testing.T) {
 		count    int
 		format   string
 		mode     fs.FileMode
+		alias    string // the first object's alias, when set
 		warnings []string
 	}{
 		{name: "a field no provider reads", objects: one("objectName: a\nobjectType: secret\nfilepermission: \"0600\""), count: 1, mode: 0o644,
@@ -42,6 +43,14 @@ func TestUpstreamForms(t *testing.T) {
 			warnings: []string{`filePermission "40000755" has bits beyond 0777`}},
 		{name: "largest mode", objects: one("objectName: a\nobjectType: secret\nfilePermission: \"17777777777\""), count: 1, mode: 0o777,
 			warnings: []string{"bits beyond 0777"}},
+		{name: "negative history", objects: one("objectName: a\nobjectType: secret\nobjectVersionHistory: -2"), count: 1, mode: 0o644,
+			warnings: []string{`objects[0] ("a"): objectVersionHistory -2 is negative: one version is mounted`}},
+		// The driver cleans the paths it writes (path.Clean); Parse cleans them the same way.
+		{name: "alias ./f", objects: one("objectName: a\nobjectType: secret\nobjectAlias: ./f"), count: 1, mode: 0o644, alias: "f"},
+		{name: "alias a//b", objects: one("objectName: a\nobjectType: secret\nobjectAlias: a//b"), count: 1, mode: 0o644, alias: "a/b"},
+		{name: "alias dir/", objects: one("objectName: a\nobjectType: secret\nobjectAlias: dir/"), count: 1, mode: 0o644, alias: "dir"},
+		{name: "alias with a backslash", objects: one("objectName: a\nobjectType: secret\nobjectAlias: 'a\\b'"), count: 1, mode: 0o644, alias: `a\b`},
+		{name: "alias with two dots in a name", objects: one("objectName: a\nobjectType: secret\nobjectAlias: my..file"), count: 1, mode: 0o644, alias: "my..file"},
 		{name: "AzureCloud", cloud: "AzureCloud", count: 1, mode: 0o644},
 		{name: "AzureUSGovernment in capitals", cloud: "AZUREUSGOVERNMENT", count: 1, mode: 0o644},
 		{name: "china cloud in lower case", cloud: "azurechinacloud", count: 1, mode: 0o644},
@@ -70,6 +79,12 @@ func TestUpstreamForms(t *testing.T) {
 				}
 				if o.Mode != tt.mode {
 					t.Errorf("mode %04o, want %04o", o.Mode, tt.mode)
+				}
+				if tt.alias != "" && o.Alias != tt.alias {
+					t.Errorf("alias %q, want %q", o.Alias, tt.alias)
+				}
+				if o.History != 0 {
+					t.Errorf("history %d, want 0 (one version)", o.History)
 				}
 			}
 			got := strings.Join(cfg.Warnings, "\n")

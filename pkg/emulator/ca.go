@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,7 +19,7 @@ import (
 // emulators in a process, because SSL_CERT_FILE is read only once.
 type CA struct {
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 	pem  []byte
 }
 
@@ -53,6 +54,27 @@ func NewCA() (*CA, error) {
 		return nil, err
 	}
 	return &CA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+// LoadCA uses an existing CA, such as a cluster's (a token proxy's certificate must be trusted
+// through the cluster CA, as on AKS). keyPEM is an RSA or ECDSA key in PKCS#1, SEC 1 or PKCS#8.
+func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	if !cert.IsCA {
+		return nil, fmt.Errorf("load CA: %s is not a CA certificate", cert.Subject)
+	}
+	signer, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("load CA: key type %T cannot sign", pair.PrivateKey)
+	}
+	return &CA{cert: cert, key: signer, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})}, nil
 }
 
 // CertPEM returns the CA certificate in PEM form, for RootCAs or SSL_CERT_FILE.

@@ -52,6 +52,9 @@ type TokenProxyOptions struct {
 	ServerName string
 	// Bindings are the service accounts allowed to use each identity.
 	Bindings []IdentityBinding
+	// CA issues the proxy's certificates; default the emulator's CA. On AKS the proxy is trusted
+	// through the cluster CA (LoadCA).
+	CA *CA
 }
 
 // ProxiedRequest is what the token proxy received.
@@ -91,7 +94,7 @@ type TokenProxy struct {
 const maxProxiedRequests = 256
 
 // StartTokenProxy starts a token proxy in front of e's Entra ID. Its certificates are issued by
-// e's CA. Close it with Close (Emulator.Close does not).
+// o.CA, else e's CA. Close it with Close (Emulator.Close does not).
 func (e *Emulator) StartTokenProxy(o TokenProxyOptions) (*TokenProxy, error) {
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:0"
@@ -117,11 +120,15 @@ func (e *Emulator) StartTokenProxy(o TokenProxyOptions) (*TokenProxy, error) {
 		}
 		p.bindings[id][b.Subject] = true
 	}
-	proxyCert, err := e.ca.serverCert([]string{p.serverName})
+	ca := o.CA
+	if ca == nil {
+		ca = e.ca
+	}
+	proxyCert, err := ca.serverCert([]string{p.serverName})
 	if err != nil {
 		return nil, err
 	}
-	apiCert, err := e.ca.serverCert([]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc",
+	apiCert, err := ca.serverCert([]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc",
 		"kubernetes.default.svc.cluster.local", "hcp-kubernetes." + o.ClusterID + ".svc.cluster.local",
 		"127.0.0.1", "::1", "localhost"})
 	if err != nil {

@@ -6,8 +6,11 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -356,4 +359,50 @@ func headerNames(h http.Header) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// TestTokenProxyWithLoadedCA: with a CA of the caller's (an RSA key in PKCS#1, as openssl
+// writes a cluster CA), the proxy's certificate chains to that CA and not to the emulator's.
+func TestTokenProxyWithLoadedCA(t *testing.T) {
+	t.Parallel()
+	e := shared(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "cluster-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	ca, err := LoadCA(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startTokenProxy(t, e, TokenProxyOptions{ClusterID: "loaded", CA: ca})
+	addr := strings.TrimPrefix(p.URL(), "https://")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: p.ServerName()})
+	if err != nil {
+		t.Fatalf("TLS trusting only the loaded CA: %v", err)
+	}
+	_ = conn.Close()
+	if _, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: e.CA().Pool(), ServerName: p.ServerName()}); err == nil {
+		t.Error("the proxy's certificate verifies against the emulator's CA; want only the loaded CA")
+	}
+	// A leaf is not a CA.
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(8), Subject: pkix.Name{CommonName: "leaf"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, leafTmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCA(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), keyPEM); err == nil || !strings.Contains(err.Error(), "not a CA") {
+		t.Errorf("LoadCA of a leaf: %v, want not a CA", err)
+	}
 }

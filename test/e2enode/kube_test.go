@@ -25,12 +25,16 @@ import (
 // env is what hack/e2e/node.sh hands over: the cluster it started and the tools it built.
 type env struct {
 	dir, bin, helm, nodeIP, issuer, saPub string
+	pki, clusterID, natChain, kubeSvcIP   string
+	apiAddr                               string // the API server's own address, behind the kubernetes Service
 }
 
 func loadEnv() (env, error) {
 	e := env{dir: os.Getenv("E2E_NODE_DIR"), bin: os.Getenv("E2E_BIN_DIR"), helm: os.Getenv("E2E_HELM"),
-		nodeIP: os.Getenv("E2E_NODE_IP"), issuer: os.Getenv("E2E_ISSUER"), saPub: os.Getenv("E2E_SA_PUB")}
-	for k, v := range map[string]string{"E2E_NODE_DIR": e.dir, "E2E_BIN_DIR": e.bin, "E2E_HELM": e.helm, "E2E_NODE_IP": e.nodeIP, "E2E_ISSUER": e.issuer, "E2E_SA_PUB": e.saPub} {
+		nodeIP: os.Getenv("E2E_NODE_IP"), issuer: os.Getenv("E2E_ISSUER"), saPub: os.Getenv("E2E_SA_PUB"),
+		pki: os.Getenv("E2E_PKI"), clusterID: os.Getenv("E2E_CLUSTER_ID"), natChain: os.Getenv("E2E_NAT_CHAIN"), kubeSvcIP: os.Getenv("E2E_KUBE_SVC_IP"), apiAddr: os.Getenv("E2E_API_ADDR")}
+	for k, v := range map[string]string{"E2E_NODE_DIR": e.dir, "E2E_BIN_DIR": e.bin, "E2E_HELM": e.helm, "E2E_NODE_IP": e.nodeIP, "E2E_ISSUER": e.issuer, "E2E_SA_PUB": e.saPub,
+		"E2E_PKI": e.pki, "E2E_CLUSTER_ID": e.clusterID, "E2E_NAT_CHAIN": e.natChain, "E2E_KUBE_SVC_IP": e.kubeSvcIP, "E2E_API_ADDR": e.apiAddr} {
 		if v == "" {
 			return e, fmt.Errorf("%s is not set: run these tests with make e2e-node (hack/e2e/node.sh), which starts the node", k)
 		}
@@ -40,15 +44,20 @@ func loadEnv() (env, error) {
 
 // run runs a command with the cluster's kubeconfig and returns its stdout; stderr goes into the error.
 func (e env) run(ctx context.Context, stdin string, name string, args ...string) (string, error) {
+	return e.runEnv(ctx, stdin, nil, name, args...)
+}
+
+// runEnv is run with extra environment variables (NAME=VALUE).
+func (e env) runEnv(ctx context.Context, stdin string, extraEnv []string, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(e.dir, "admin.kubeconfig"), "HOME="+e.dir)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+filepath.Join(e.dir, "admin.kubeconfig"), "HOME="+e.dir), extraEnv...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %v: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+		return out.String(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.String(), nil
 }
@@ -195,11 +204,16 @@ func (e env) events(ctx context.Context, ns, pod, reason string) ([]string, erro
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // driverRotations sums the driver's rotation_reconcile counter (one per pod rotation) from its
-// metrics endpoint on the pod network.
+// metrics endpoint on the pod network, at the port its container calls metrics (the chart sets
+// Azure's :8080).
 func driverRotations(t *testing.T, e env) int64 {
 	t.Helper()
-	ip := strings.TrimSpace(e.must(t, "get", "pods", "-n", releaseNS, "-l", driverPods, "-o", "jsonpath={.items[0].status.podIP}"))
-	resp, err := http.Get("http://" + net.JoinHostPort(ip, "8095") + "/metrics")
+	addr := strings.Fields(e.must(t, "get", "pods", "-n", releaseNS, "-l", driverPods, "-o",
+		`jsonpath={.items[0].status.podIP} {.items[0].spec.containers[*].ports[?(@.name=="metrics")].containerPort}`))
+	if len(addr) != 2 {
+		t.Fatalf("driver pod address and metrics port: %q", addr)
+	}
+	resp, err := http.Get("http://" + net.JoinHostPort(addr[0], addr[1]) + "/metrics")
 	if err != nil {
 		t.Fatalf("driver metrics: %v", err)
 	}

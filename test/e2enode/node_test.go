@@ -31,6 +31,7 @@ const (
 	spClientID     = "bbbbbbbb-0000-0000-0000-000000000002" // service principal (client secret)
 	spSecret       = "node-e2e-client-secret"               //nolint:gosec // seeded into the emulator
 	miClientID     = "bbbbbbbb-0000-0000-0000-000000000003" // user-assigned managed identity
+	ibClientID     = "bbbbbbbb-0000-0000-0000-000000000005" // user-assigned, used through identity binding
 	deniedClientID = "bbbbbbbb-0000-0000-0000-000000000004" // federated, keys only
 
 	release      = "akv"
@@ -116,6 +117,21 @@ func indent(s, pad string) string {
 	return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad) + "\n"
 }
 
+// deployment is Deployment app of namespace ns: pods labelled app=<ns> that mount SecretProviderClass
+// kv as service account app.
+func deployment(ns string, replicas int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: %[1]s}
+spec:
+  replicas: %[2]d
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+%[3]s`, ns, replicas, indent(podSpec("app", "kv", ""), "      "))
+}
+
 func pod(ns, name, spec string) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: %s}\nspec:\n%s", name, ns, indent(spec, "  "))
 }
@@ -150,12 +166,13 @@ func seed(e env, subjects ...string) *emulator.Seed {
 			{ClientID: deniedClientID, Federated: fed},
 			{ClientID: spClientID, Secrets: []string{spSecret}},
 		},
-		ManagedIdentities: []emulator.ManagedIdentity{{ClientID: miClientID}},
+		ManagedIdentities: []emulator.ManagedIdentity{{ClientID: miClientID}, {ClientID: ibClientID}},
 		Issuers:           []emulator.Issuer{{URL: e.issuer, PublicKeyFile: e.saPub}},
 		Grants: []emulator.Grant{
 			{Identity: wiClientID, Vault: vault, Types: all},
 			{Identity: spClientID, Vault: vault, Types: all},
 			{Identity: miClientID, Vault: vault, Types: all},
+			{Identity: ibClientID, Vault: vault, Types: all},
 			{Identity: deniedClientID, Vault: vault, Types: []string{"key"}},
 		},
 	}
@@ -223,7 +240,7 @@ func TestNode(t *testing.T) {
 	defer kv.Close()
 	t.Logf("emulator: %s, proxy %s, log %s", kv.URL(), kv.ProxyURL(), logPath)
 
-	install(t, e, kv)
+	install(t, e, kv, release)
 
 	objs := []object{
 		{name: "db-password", typ: "secret", mode: "600"},
@@ -241,28 +258,40 @@ func TestNode(t *testing.T) {
 	ok = ok && t.Run("rotation into running containers and the synced Secret", func(t *testing.T) { testRotation(t, e, kv, wiPods, objs, modes) })
 	ok = ok && t.Run("denied object: FailedMount with our message", func(t *testing.T) { testDenied(t, e) })
 	ok = ok && t.Run("provider pod deleted while mounts run", func(t *testing.T) { testProviderRestart(t, e, kv, wiPods, objs, modes) })
-	ok = ok && t.Run("helm upgrade rolls the provider", func(t *testing.T) { testUpgrade(t, e, kv, wiPods, objs, modes) })
+	if ok {
+		t.Run("helm upgrade rolls the provider", func(t *testing.T) { testUpgrade(t, e, kv, wiPods, objs, modes) })
+	}
 	t.Run("helm uninstall removes what it created", func(t *testing.T) { testUninstall(t, e) })
 }
 
-// install helm-installs the chart and the driver, with the emulator's proxy and CA given the
-// way an operator gives a corporate proxy: linux.env and caBundle.
-func install(t *testing.T, e env, kv *emulator.Emulator) {
+// install helm-installs the chart and the driver as release name, with the emulator's proxy and
+// CA given the way an operator gives a corporate proxy: linux.env and caBundle. extra are more
+// helm arguments.
+func install(t *testing.T, e env, kv *emulator.Emulator, name string, extra ...string) {
+	t.Helper()
+	e.emulatorCA(t, kv)
+	proxy := kv.ProxyURL()
+	start := time.Now()
+	args := []string{"install", name, chart, "-n", releaseNS, "-f", filepath.Join("testdata", "values.yaml"),
+		"--set", "caBundle.configMapName=kv-emulator-ca",
+		"--set", "linux.env[0].name=HTTPS_PROXY", "--set", "linux.env[0].value=" + proxy,
+		"--set", "linux.env[1].name=HTTP_PROXY", "--set", "linux.env[1].value=" + proxy,
+		"--wait", "--timeout", "5m"}
+	e.helmRun(t, append(args, extra...)...)
+	waitDaemonSets(t, e)
+	t.Logf("helm install + both DaemonSets ready in %s", time.Since(start).Round(time.Second))
+}
+
+// emulatorCA (re)creates the ConfigMap kv-emulator-ca that holds kv's CA, which the provider's
+// pods trust (caBundle).
+func (e env) emulatorCA(t *testing.T, kv *emulator.Emulator) {
 	t.Helper()
 	caFile := filepath.Join(e.dir, "emulator-ca.pem")
 	if err := kv.WriteCA(caFile); err != nil {
 		t.Fatal(err)
 	}
+	e.must(t, "-n", releaseNS, "delete", "configmap", "kv-emulator-ca", "--ignore-not-found")
 	e.must(t, "-n", releaseNS, "create", "configmap", "kv-emulator-ca", "--from-file=ca.crt="+caFile)
-	proxy := kv.ProxyURL()
-	start := time.Now()
-	e.helmRun(t, "install", release, chart, "-n", releaseNS, "-f", filepath.Join("testdata", "values.yaml"),
-		"--set", "caBundle.configMapName=kv-emulator-ca",
-		"--set", "linux.env[0].name=HTTPS_PROXY", "--set", "linux.env[0].value="+proxy,
-		"--set", "linux.env[1].name=HTTP_PROXY", "--set", "linux.env[1].value="+proxy,
-		"--wait", "--timeout", "5m")
-	waitDaemonSets(t, e)
-	t.Logf("helm install + both DaemonSets ready in %s", time.Since(start).Round(time.Second))
 }
 
 // waitDaemonSets waits until the provider's and the driver's DaemonSets have every pod ready:
@@ -293,16 +322,7 @@ func testDeployment(t *testing.T, e env, kv *emulator.Emulator, reqs *requestLog
         - {objectName: db-password, key: password}
 `))
 	want := expected(t, kv, objs)
-	e.apply(t, fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: app, namespace: wi}
-spec:
-  replicas: 0
-  selector: {matchLabels: {app: wi}}
-  template:
-    metadata: {labels: {app: wi}}
-    spec:
-%s`, indent(podSpec("app", "kv", ""), "      ")))
+	e.apply(t, deployment("wi", 0))
 	testBurst(t, e, kv, reqs, objs)
 	pods := e.podNames(t, "wi", "app=wi")
 	if len(pods) != 3 {

@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/sha256"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,11 @@ func TestUpstreamFormsAgainstTheBinary(t *testing.T) {
 		{name: "filePermission with setuid", req: spMount(plain + "\nfilePermission: \"4750\""), same: spMount(plain),
 			modes: map[string]int32{"plain": 0o750}, warning: []string{`filePermission \"4750\" has bits beyond 0777`, "the file's mode is 0750"}},
 		{name: "cloudName AzureCloud", req: withParam(spMount(plain), config.CloudName, "AzureCloud"), same: spMount(plain), noWarning: true},
+		{name: "a negative objectVersionHistory", req: spMount(plain + "\nobjectVersionHistory: -2"), same: spMount(plain),
+			warning: []string{`objectVersionHistory -2 is negative: one version is mounted`}},
+		// Aliases the driver cleans (path.Clean) are cleaned here, so the response names the file it writes.
+		{name: "aliases ./f, a//b and dir/", req: spMount(plain+"\nobjectAlias: ./f", cert+"\nobjectAlias: d//web", key+"\nobjectAlias: k/"),
+			same: spMount(plain+"\nobjectAlias: f", cert+"\nobjectAlias: d/web", key+"\nobjectAlias: k"), noWarning: true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,4 +129,30 @@ func summary(resp *v1alpha1.MountResponse) []string {
 		out = append(out, fmt.Sprintf("%s %04o %x", f.GetPath(), f.GetMode(), sha256.Sum256(f.GetContents())))
 	}
 	return out
+}
+
+// TestAzureStackFromTheEnvironment: as with Azure's provider (go-autorest), the binary started
+// with --cloud-name=AzureStackCloud takes the environment file from AZURE_ENVIRONMENT_FILEPATH,
+// and a SecretProviderClass that names no cloud (or names AzureStackCloud without
+// cloudEnvFileName) mounts through it: the same files as with cloudEnvFileName given.
+func TestAzureStackFromTheEnvironment(t *testing.T) {
+	cloudFile := filepath.Join(t.TempDir(), "cloud.json")
+	if err := em.WriteCloudEnv(cloudFile); err != nil {
+		t.Fatal(err)
+	}
+	b := startBinaryEnv(t, []string{config.AzureEnvironmentFileVar + "=" + cloudFile}, "--cloud-name=AzureStackCloud")
+	const plain = "objectName: plain\nobjectType: secret"
+	want := mustMount(t, b.client, withParam(withParam(spMount(plain), config.CloudName, config.AzureStackCloud), config.CloudEnvFileName, cloudFile))
+	if len(want.GetFiles()) != 1 {
+		t.Fatalf("with cloudEnvFileName: %d files, want 1", len(want.GetFiles()))
+	}
+	for name, r := range map[string]mountRequest{
+		"no cloudName": spMount(plain),
+		"cloudName AzureStackCloud, no file named": withParam(spMount(plain), config.CloudName, "azurestackcloud"),
+	} {
+		got := mustMount(t, b.client, r)
+		if diff := cmp.Diff(summary(want), summary(got)); diff != "" {
+			t.Errorf("%s: files (-with cloudEnvFileName +got):\n%s", name, diff)
+		}
+	}
 }

@@ -6,7 +6,8 @@
 // refs.txt lists image references, one per line (what `helm template` renders, plus the sandbox
 // image). Each reference's repository picks a recipe; a reference with no recipe is an error, so
 // a chart that starts using a new image fails here by name. The provider's image comes from the
-// repository's Dockerfile (dockerfile.go); the others are a static binary on a small base layer.
+// repository's Dockerfile (dockerfile.go); the others are a static binary on a small base layer,
+// Azure's provider (for the rehearsed switch) among them, built from its module.
 package main
 
 import (
@@ -36,7 +37,7 @@ import (
 var busyboxApplets = []string{"sh", "mount", "umount", "cat", "sleep", "sha256sum", "ls", "stat", "echo", "find", "sort", "wc", "env", "id", "test", "printf", "grep", "head", "cut", "tr", "date", "true", "mkdir", "rm", "xargs"}
 
 type options struct {
-	images, out, dockerfile, context, bins, busybox, crds, providerRepo, workloadRef string
+	images, out, dockerfile, context, bins, busybox, crds, providerRepo, workloadRef, azureRepo string
 }
 
 func main() {
@@ -50,6 +51,8 @@ func main() {
 	flag.StringVar(&o.crds, "crds", "", "the driver chart's crds directory (for the driver-crds image)")
 	flag.StringVar(&o.providerRepo, "provider-repo", "ghcr.io/akv-csi/provider", "repository of the provider image in the chart")
 	flag.StringVar(&o.workloadRef, "workload", "e2e.local/workload:1", "reference of the test workload image (busybox)")
+	flag.StringVar(&o.azureRepo, "azure-provider-repo", "mcr.microsoft.com/oss/v2/azure/secrets-store/provider-azure",
+		"repository of Azure's provider image in its chart (binary secrets-store-csi-driver-provider-azure in --bins)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		log.Fatalf("mkimages: %v", err)
@@ -74,7 +77,7 @@ func run(o options) error {
 		}
 		recipe := recipeFor(o, ref.Context().Name())
 		if recipe == "" {
-			return fmt.Errorf("image %q: no recipe for repository %s (known: %s, driver, driver-crds, csi-node-driver-registrar, livenessprobe, pause, %s)", r, ref.Context().Name(), o.providerRepo, o.workloadRef)
+			return fmt.Errorf("image %q: no recipe for repository %s (known: %s, %s, driver, driver-crds, csi-node-driver-registrar, livenessprobe, pause, %s)", r, ref.Context().Name(), o.providerRepo, o.azureRepo, o.workloadRef)
 		}
 		img := built[recipe]
 		if img == nil {
@@ -116,6 +119,9 @@ func recipeFor(o options, repo string) string {
 	if r, err := name.ParseReference(o.workloadRef, name.WeakValidation); err == nil && repo == r.Context().Name() {
 		return "workload"
 	}
+	if r, err := name.NewRepository(o.azureRepo, name.WeakValidation); err == nil && repo == r.Name() {
+		return "azure-provider"
+	}
 	switch path.Base(repo) {
 	case "driver", "driver-crds", "csi-node-driver-registrar", "livenessprobe", "pause":
 		return path.Base(repo)
@@ -145,6 +151,9 @@ func build(o options, recipe string) (v1.Image, error) {
 		return image(v1.Config{Entrypoint: []string{"/pause"}}, file("/pause", bin("pause")))
 	case "workload":
 		return image(v1.Config{Entrypoint: []string{"/bin/sh"}}, busybox(o.busybox)...)
+	case "azure-provider": // as its Dockerfile: the binary in /bin, run by name
+		const b = "/bin/secrets-store-csi-driver-provider-azure"
+		return image(v1.Config{Entrypoint: []string{b}}, file(b, bin("secrets-store-csi-driver-provider-azure")))
 	}
 	return nil, fmt.Errorf("unknown recipe %s", recipe)
 }
