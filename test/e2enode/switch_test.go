@@ -143,7 +143,7 @@ func TestSwitch(t *testing.T) {
 	if err := os.WriteFile(values, []byte(e.helmRun(t, "get", "values", azureRelease, "-n", releaseNS, "-o", "yaml")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	overlap, _ := e.watchProviders(t, func() {
+	e.switchProvider(t, "switch", ourImage, daemonSet, func() {
 		e.helmRun(t, "upgrade", azureRelease, chart, "-n", releaseNS, "-f", values,
 			"--set", "secrets-store-csi-driver.install=true",
 			// How this node reaches the emulator, as install() gives it: an operator's own values.
@@ -151,32 +151,34 @@ func TestSwitch(t *testing.T) {
 			"--set", "linux.env[0].name=HTTPS_PROXY", "--set", "linux.env[0].value="+proxy,
 			"--set", "linux.env[1].name=HTTP_PROXY", "--set", "linux.env[1].value="+proxy,
 			"--wait", "--timeout", "5m")
-		waitDaemonSets(t, e)
 	})
-	if overlap > 1 {
-		t.Errorf("switch: %d provider containers ran at once on the node; want one at a time on the socket", overlap)
-	}
-	// Updated in place, the DaemonSet controller stops a node's old pod before it starts the new
-	// one; a new DaemonSet beside the old would start its pod at once.
-	if uid := e.providerState(t, ourImage); uid != daemonSet {
-		t.Errorf("switch: the provider runs under DaemonSet %s, not Azure's %s: it was replaced, not updated in place", uid, daemonSet)
-	}
 	e.afterSwitch(t, kv, "our provider", running, objs, modes, "node-db-password-v2")
 
-	overlap, _ = e.watchProviders(t, func() {
+	e.switchProvider(t, "rollback", azureImage, daemonSet, func() {
 		e.helmRun(t, "rollback", azureRelease, "1", "-n", releaseNS, "--wait", "--timeout", "5m")
-		waitDaemonSets(t, e)
 	})
-	if overlap > 1 {
-		t.Errorf("rollback: %d provider containers ran at once on the node; want one at a time on the socket", overlap)
-	}
-	if uid := e.providerState(t, azureImage); uid != daemonSet {
-		t.Errorf("rollback: the provider runs under DaemonSet %s, not %s: it was replaced, not updated in place", uid, daemonSet)
-	}
 	e.afterSwitch(t, kv, "Azure's provider again", running, objs, modes, "node-db-password-v3")
 
 	e.must(t, "delete", "namespace", "sw", "--timeout=3m")
 	e.helmRun(t, "uninstall", azureRelease, "-n", releaseNS, "--wait", "--timeout", "3m")
+}
+
+// switchProvider runs change (a helm upgrade or rollback) and checks that at most one provider
+// container ran at a time, and that image now runs under the same DaemonSet, updated in place:
+// the DaemonSet controller then stops a node's old pod before it starts the new one, where a new
+// DaemonSet beside the old would start its pod at once.
+func (e env) switchProvider(t *testing.T, what, image, daemonSet string, change func()) {
+	t.Helper()
+	most := e.watchProviders(t, func() {
+		change()
+		waitDaemonSets(t, e)
+	})
+	if most > 1 {
+		t.Errorf("%s: %d provider containers ran at once on the node; want one at a time on the socket", what, most)
+	}
+	if uid := e.providerState(t, image); uid != daemonSet {
+		t.Errorf("%s: the provider runs under DaemonSet %s, not %s: it was replaced, not updated in place", what, uid, daemonSet)
+	}
 }
 
 // afterSwitch checks a switch's outcome: the running pods kept their files, a new pod mounts, and
@@ -228,15 +230,16 @@ func (e env) providerState(t *testing.T, image string) (daemonSetUID string) {
 }
 
 // watchProviders runs change while sampling, every 200 ms, how many provider containers run on
-// the node (a terminating pod's included). It returns the most seen at once and the longest time
-// none ran (the node could not mount).
-func (e env) watchProviders(t *testing.T, change func()) (most int, gap time.Duration) {
+// the node (a terminating pod's included). It returns the most seen at once, and logs the longest
+// time none ran (the node could not mount).
+func (e env) watchProviders(t *testing.T, change func()) (most int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		wg       sync.WaitGroup
 		seen     []string
 		noneFrom time.Time
+		gap      time.Duration
 	)
 	wg.Add(1)
 	go func() {
@@ -284,7 +287,7 @@ func (e env) watchProviders(t *testing.T, change func()) (most int, gap time.Dur
 	cancel()
 	wg.Wait()
 	t.Logf("provider containers during the change (name:startedAt): %q; most at once %d, none for %s at most", seen, most, gap.Round(100*time.Millisecond))
-	return most, gap
+	return most
 }
 
 // helmEnv is helmRun with extra environment variables.
